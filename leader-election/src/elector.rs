@@ -469,9 +469,12 @@ impl Elector {
                 }
                 command = self.commands.recv(), if release.is_none() => {
                     // Stop the work first; keep renewing while it drains.
-                    lease.cancel();
-                    lease.close_work();
                     let command = command.unwrap_or_else(|| Command::Shutdown(oneshot::channel().0));
+                    lease.end(match command {
+                        Command::Resign(_) => LossCause::Resigned,
+                        Command::Shutdown(_) => LossCause::Shutdown,
+                    });
+                    lease.close_work();
                     release = Some((command, Instant::now() + timings.drain_timeout));
                 }
                 _ = lease.drained(), if release.is_some() => break LeadEnd::Drained,
@@ -482,7 +485,6 @@ impl Elector {
         };
         // Whatever ended the term, the work is told to stop now; a late renewal acknowledgement
         // is dropped with its future and cannot bring the term back.
-        lease.cancel();
         let cause = match end {
             LeadEnd::Lost(cause) => cause,
             LeadEnd::Drained => {
@@ -498,6 +500,7 @@ impl Elector {
                 release_cause(release.as_ref())
             }
         };
+        lease.end(cause);
         info!(election = self.election(), identity = %self.me.identity, token = lease.token().revision, cause = %cause, "lost leadership");
         self.metrics.lost(self.election(), cause);
         self.state.send_replace(LeadershipState::NoLeader);

@@ -100,6 +100,7 @@ struct LeaseInner {
     previous_leader: Option<Holder>,
     leaderless: Option<Duration>,
     cancel: CancellationToken,
+    end_cause: Mutex<Option<LossCause>>,
     work: TaskTracker,
     current: Mutex<Current>,
     store: Arc<dyn LeaseStore>,
@@ -142,6 +143,7 @@ impl Lease {
                 previous_leader: parts.previous_leader,
                 leaderless: parts.leaderless,
                 cancel: CancellationToken::new(),
+                end_cause: Mutex::new(None),
                 work: TaskTracker::new(),
                 current: Mutex::new(Current {
                     revision: parts.token.revision,
@@ -280,7 +282,18 @@ impl Lease {
             Current { revision, deadline };
     }
 
-    pub(crate) fn cancel(&self) {
+    /// Why the term ended (or is ending, while resign drains the work); `None` while it is on.
+    pub fn end_cause(&self) -> Option<LossCause> {
+        *self.inner.end_cause.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends the term: records the first cause given and cancels the work.
+    pub(crate) fn end(&self, cause: LossCause) {
+        self.inner
+            .end_cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(cause);
         self.inner.cancel.cancel();
     }
 
