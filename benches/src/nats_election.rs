@@ -1,0 +1,178 @@
+//! Election scenarios on the library, one iteration at a time: graceful handover and crash
+//! takeover between a leader and a standby on separate connections.
+//!
+//! Each iteration starts a fresh standby (untimed) and waits until it follows the leader, so
+//! every iteration measures the same thing: a standby that watches the key, and a leader with no
+//! competitor in hold-off. The old leader leaves the election after the iteration; the standby
+//! has become the leader of the next one.
+
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use leader_election::{Election, ElectionConfig, LeadershipState};
+
+use crate::PATIENCE;
+
+/// One crash takeover.
+#[derive(Debug, Clone, Copy)]
+pub struct CrashSample {
+    /// From the send time of the dead leader's last acknowledged renewal to the standby's
+    /// acquisition acknowledged: the time without a leader that anyone could act on.
+    pub silence_to_leader: Duration,
+    /// `silence_to_leader` minus the lease duration: what the takeover costs beyond the lease.
+    pub overhead: Duration,
+}
+
+/// A leader and the connections its standbys use, for repeated handovers or crashes.
+pub struct Candidates {
+    clients: Vec<Client>,
+    config: ElectionConfig,
+    leader: Option<(Election, usize)>,
+    started: usize,
+}
+
+impl Candidates {
+    /// Starts the first leader on `clients[0]` and waits until it leads. Standbys use the other
+    /// connections in turn, never the current leader's (two clients are enough).
+    ///
+    /// # Panics
+    /// With fewer than two clients, or when the election fails or elects nobody in time.
+    pub async fn start(clients: Vec<Client>, config: ElectionConfig) -> Candidates {
+        assert!(
+            clients.len() >= 2,
+            "a leader and a standby need two connections"
+        );
+        let mut candidates = Candidates {
+            clients,
+            config,
+            leader: None,
+            started: 0,
+        };
+        let first = candidates.start_candidate(0).await;
+        tokio::time::timeout(PATIENCE, first.leading())
+            .await
+            .expect("the first candidate did not lead in time")
+            .expect("the first candidate's election stopped");
+        candidates.leader = Some((first, 0));
+        candidates
+    }
+
+    /// The configuration every candidate runs with (identity aside).
+    pub fn config(&self) -> &ElectionConfig {
+        &self.config
+    }
+
+    async fn start_candidate(&mut self, client: usize) -> Election {
+        self.started += 1;
+        let config = ElectionConfig {
+            identity: format!("bench-{}", self.started),
+            ..self.config.clone()
+        };
+        Election::builder(config)
+            .start(self.clients[client].clone())
+            .await
+            .unwrap_or_else(|err| panic!("starting a candidate: {err}"))
+    }
+
+    /// Starts a standby on another connection than the leader's and waits until it follows the
+    /// leader's current write.
+    async fn start_standby(&mut self) -> (Election, usize) {
+        let leader_client = self.leader.as_ref().map_or(0, |(_, c)| *c);
+        let client = (leader_client + 1) % self.clients.len();
+        let standby = self.start_candidate(client).await;
+        let mut state = standby.state();
+        tokio::time::timeout(
+            PATIENCE,
+            state.wait_for(|s| matches!(s, LeadershipState::Following { .. })),
+        )
+        .await
+        .expect("the standby did not see the leader in time")
+        .expect("the standby's election stopped");
+        (standby, client)
+    }
+
+    /// One graceful handover: from the leader's `resign()` call to the standby's `leading()`
+    /// resolving (its acquisition acknowledged).
+    ///
+    /// # Panics
+    /// When the election fails or the standby does not take over in time.
+    pub async fn handover(&mut self) -> Duration {
+        let (standby, client) = self.start_standby().await;
+        let (leader, _) = self.leader.take().expect("a leader");
+        let successor = async {
+            let lease = standby.leading().await;
+            (Instant::now(), lease)
+        };
+        let t0 = Instant::now();
+        let (resigned, (t1, lease)) =
+            tokio::time::timeout(PATIENCE, async { tokio::join!(leader.resign(), successor) })
+                .await
+                .expect("the standby did not take over within the patience");
+        resigned.unwrap_or_else(|err| panic!("resign failed: {err}"));
+        lease.unwrap_or_else(|err| panic!("the standby's election stopped: {err}"));
+        // Untimed: the old leader leaves (it holds nothing and is in its hold-off).
+        leader
+            .shutdown()
+            .await
+            .unwrap_or_else(|err| panic!("shutting the old leader down: {err}"));
+        self.leader = Some((standby, client));
+        t1 - t0
+    }
+
+    /// One crash: the leader's task is aborted right after a renewal was acknowledged (so no
+    /// renewal is in flight and its last write is known), and the standby takes over once it has
+    /// seen that write unchanged for a lease duration.
+    ///
+    /// # Panics
+    /// When the election fails, the standby does not take over in time, or it takes over before
+    /// the dead leader's lease ran out (a safety violation, never to be reported as a figure).
+    pub async fn crash(&mut self) -> CrashSample {
+        let (standby, client) = self.start_standby().await;
+        let (leader, _) = self.leader.take().expect("a leader");
+        let lease = leader
+            .state()
+            .borrow()
+            .lease()
+            .cloned()
+            .expect("the leader leads");
+        let renewed_revision = lease.revision();
+        tokio::time::timeout(PATIENCE, async {
+            while lease.revision() == renewed_revision {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("the leader did not renew in time");
+        let timings = self.config.timings;
+        // The lease's deadline is the last acknowledged write's send time + step_down_after.
+        let last_sent = lease.deadline().into_std() - timings.step_down_after();
+        leader.abort();
+        tokio::time::timeout(PATIENCE, standby.leading())
+            .await
+            .expect("the standby did not take over in time")
+            .unwrap_or_else(|err| panic!("the standby's election stopped: {err}"));
+        let t1 = Instant::now();
+        let silence_to_leader = t1 - last_sent;
+        let overhead = silence_to_leader
+            .checked_sub(timings.lease_duration)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the standby took over {silence_to_leader:?} after the leader's last renewal, \
+                     before its lease of {:?} ran out: safety violated",
+                    timings.lease_duration
+                )
+            });
+        self.leader = Some((standby, client));
+        CrashSample {
+            silence_to_leader,
+            overhead,
+        }
+    }
+
+    /// Shuts the leader down, releasing the key.
+    pub async fn shutdown(mut self) {
+        if let Some((leader, _)) = self.leader.take() {
+            let _ = leader.shutdown().await;
+        }
+    }
+}
