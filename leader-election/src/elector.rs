@@ -19,8 +19,10 @@ use crate::fencing::FencingToken;
 use crate::metrics::ElectionMetrics;
 use crate::nats::request_timeout;
 use crate::record::Holder;
-use crate::state::{Lease, LeaseParts, LeadershipState, LossCause};
-use crate::store::{KeyState, KeyValue, KeyWatch, LeaseStore, StoreError, StoreErrorKind, Vacancy, WriteRequest};
+use crate::state::{LeadershipState, Lease, LeaseParts, LossCause};
+use crate::store::{
+    KeyState, KeyValue, KeyWatch, LeaseStore, StoreError, StoreErrorKind, Vacancy, WriteRequest,
+};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), Error>>;
 
@@ -73,6 +75,9 @@ pub(crate) struct Elector {
     next_read_at: Instant,
     /// After a resign, leave the vacancy to the others for one lease duration.
     hold_off_until: Option<Instant>,
+    /// The last term, while work registered on it still runs: no new term starts before it
+    /// has stopped, so two terms' work never overlap in this process.
+    last_term: Option<Lease>,
 }
 
 pub(crate) struct ElectorParts {
@@ -104,6 +109,7 @@ impl Elector {
             next_attempt_at: now,
             next_read_at: now,
             hold_off_until: None,
+            last_term: None,
         }
     }
 
@@ -114,10 +120,10 @@ impl Elector {
             let Some(expected) = self.follow().await else {
                 return;
             };
-            if let Some(won) = self.acquire(expected).await {
-                if self.lead(won).await.is_break() {
-                    return;
-                }
+            if let Some(won) = self.acquire(expected).await
+                && self.lead(won).await.is_break()
+            {
+                return;
             }
         }
     }
@@ -181,12 +187,17 @@ impl Elector {
         if !self.campaign
             || now < self.next_attempt_at
             || self.hold_off_until.is_some_and(|until| now < until)
+            || self.last_term_still_working()
         {
             return None;
         }
         let view = self.view.as_ref()?;
         (view.key.is_vacant() || now >= view.seen_at + self.lease_of(view))
             .then_some(view.key.revision)
+    }
+
+    fn last_term_still_working(&self) -> bool {
+        self.last_term.as_ref().is_some_and(Lease::has_work)
     }
 
     /// When the follower must next act on its own, without an event: an acquisition attempt,
@@ -201,7 +212,10 @@ impl Elector {
             view.seen_at + self.lease_of(view)
         };
         if self.campaign {
-            let at = stale_at.max(self.next_attempt_at);
+            let mut at = stale_at.max(self.next_attempt_at);
+            if self.last_term_still_working() {
+                at = at.max(now + self.config.timings.renew_interval);
+            }
             self.hold_off_until.map_or(at, |until| at.max(until))
         } else {
             let at = if view.key.is_vacant() {
@@ -242,10 +256,11 @@ impl Elector {
     /// every acknowledged write) replaces it, which also handles a re-created bucket whose
     /// revisions restarted.
     fn observe(&mut self, key: KeyState, authoritative: bool) {
-        if let Some(view) = &self.view {
-            if view.key.revision == key.revision || (!authoritative && key.revision < view.key.revision) {
-                return;
-            }
+        if let Some(view) = &self.view
+            && (view.key.revision == key.revision
+                || (!authoritative && key.revision < view.key.revision))
+        {
+            return;
         }
         let holder = match &key.value {
             KeyValue::Held(value) => {
@@ -262,7 +277,12 @@ impl Elector {
             // Remember who left: the next leader reports its predecessor.
             KeyValue::Vacant(_) => self.view.as_ref().and_then(|v| v.holder.clone()),
         };
-        debug!(election = self.election(), revision = key.revision, vacant = key.is_vacant(), "observed");
+        debug!(
+            election = self.election(),
+            revision = key.revision,
+            vacant = key.is_vacant(),
+            "observed"
+        );
         self.view = Some(Observed {
             key,
             holder,
@@ -275,11 +295,17 @@ impl Elector {
         self.next_read_at = Instant::now() + self.config.timings.renew_interval;
         match self.store.read(request_timeout(&self.config)).await {
             Ok(key) => {
-                let behind = self.view.as_ref().is_some_and(|v| key.revision > v.key.revision);
+                let behind = self
+                    .view
+                    .as_ref()
+                    .is_some_and(|v| key.revision > v.key.revision);
                 if behind && self.watch.is_some() {
                     // Nothing arrived on the watch for a lease duration although the key moved
                     // on: the watch is silent. Replace it.
-                    warn!(election = self.election(), "the watch missed changes; re-creating it");
+                    warn!(
+                        election = self.election(),
+                        "the watch missed changes; re-creating it"
+                    );
                     self.watch = None;
                     self.open_watch();
                 }
@@ -322,7 +348,10 @@ impl Elector {
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
             None => {
-                warn!(election = self.election(), "the watch ended; re-creating it");
+                warn!(
+                    election = self.election(),
+                    "the watch ended; re-creating it"
+                );
                 self.watch = None;
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
@@ -357,7 +386,10 @@ impl Elector {
                 }
                 Err(err) => match err.kind() {
                     StoreErrorKind::Conflict => {
-                        debug!(election = self.election(), expected, "lost the race for the key");
+                        debug!(
+                            election = self.election(),
+                            expected, "lost the race for the key"
+                        );
                         self.refresh().await;
                         return None;
                     }
@@ -391,7 +423,10 @@ impl Elector {
         let mut deadline = won.sent_at + timings.step_down_after();
         self.own_view(revision, won.sent_at);
         if Instant::now() >= deadline {
-            warn!(election = self.election(), "the acquisition was acknowledged too late to act on");
+            warn!(
+                election = self.election(),
+                "the acquisition was acknowledged too late to act on"
+            );
             return ControlFlow::Continue(());
         }
         let leaderless = won.previous.as_ref().and_then(|p| self.leaderless(p));
@@ -413,9 +448,11 @@ impl Elector {
             previous = won.previous.as_ref().and_then(|p| p.holder.as_ref()).map(|h| h.identity.as_str()),
             "acquired leadership"
         );
-        self.metrics.acquired(self.election(), lease.token(), leaderless);
+        self.metrics
+            .acquired(self.election(), lease.token(), leaderless);
         self.hold_off_until = None;
-        self.state.send_replace(LeadershipState::Leading(lease.clone()));
+        self.state
+            .send_replace(LeadershipState::Leading(lease.clone()));
 
         let mut next_renew = won.sent_at + timings.renew_interval;
         let mut renewal: Option<BoxFuture<'static, (Instant, Result<u64, StoreError>)>> = None;
@@ -424,6 +461,17 @@ impl Elector {
             tokio::select! {
                 biased;
                 _ = sleep_until(deadline) => break LeadEnd::Lost(LossCause::Deadline),
+                // Before renewal results: when the key was deleted or taken, the watch says which.
+                event = next_event(&mut self.watch) => match event {
+                    Some(Ok(key)) => {
+                        if let Some(cause) = self.foreign(&key, revision) {
+                            warn!(election = self.election(), revision = key.revision, cause = %cause, "the key changed under the leader");
+                            self.observe(key, true);
+                            break LeadEnd::Lost(cause);
+                        }
+                    }
+                    other => self.on_watch_event(other),
+                },
                 (sent_at, result) = poll_opt(&mut renewal) => {
                     renewal = None;
                     self.metrics.renewal(self.election(), sent_at.elapsed(), result.is_ok());
@@ -453,16 +501,6 @@ impl Elector {
                 _ = sleep_until(next_renew), if renewal.is_none() => {
                     renewal = Some(self.renew(revision, deadline));
                 }
-                event = next_event(&mut self.watch) => match event {
-                    Some(Ok(key)) => {
-                        if let Some(cause) = self.foreign(&key, revision) {
-                            warn!(election = self.election(), revision = key.revision, cause = %cause, "the key changed under the leader");
-                            self.observe(key, true);
-                            break LeadEnd::Lost(cause);
-                        }
-                    }
-                    other => self.on_watch_event(other),
-                },
                 opened = poll_opt(&mut self.watch_opening) => self.on_watch_opened(opened),
                 _ = sleep_until(self.watch_retry_at), if self.watch.is_none() && self.watch_opening.is_none() => {
                     self.open_watch();
@@ -488,7 +526,8 @@ impl Elector {
         let cause = match end {
             LeadEnd::Lost(cause) => cause,
             LeadEnd::Drained => {
-                self.release(renewal.take(), &mut revision, &mut deadline).await;
+                self.release(renewal.take(), &mut revision, &mut deadline)
+                    .await;
                 release_cause(release.as_ref())
             }
             LeadEnd::DrainTimedOut => {
@@ -501,6 +540,7 @@ impl Elector {
             }
         };
         lease.end(cause);
+        self.last_term = lease.has_work().then(|| lease.clone());
         info!(election = self.election(), identity = %self.me.identity, token = lease.token().revision, cause = %cause, "lost leadership");
         self.metrics.lost(self.election(), cause);
         self.state.send_replace(LeadershipState::NoLeader);
@@ -546,7 +586,11 @@ impl Elector {
         });
     }
 
-    fn renew(&self, revision: u64, deadline: Instant) -> BoxFuture<'static, (Instant, Result<u64, StoreError>)> {
+    fn renew(
+        &self,
+        revision: u64,
+        deadline: Instant,
+    ) -> BoxFuture<'static, (Instant, Result<u64, StoreError>)> {
         let store = self.store.clone();
         let sent_at = Instant::now();
         let request = WriteRequest {
@@ -631,7 +675,11 @@ impl Elector {
         } else {
             written_at + self.lease_of(previous)
         };
-        Some(SystemTime::now().duration_since(vacant_since).unwrap_or_default())
+        Some(
+            SystemTime::now()
+                .duration_since(vacant_since)
+                .unwrap_or_default(),
+        )
     }
 }
 

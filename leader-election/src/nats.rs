@@ -85,9 +85,12 @@ impl NatsStore {
             .timeout(timeout)
             .build(client.clone());
         let info = ensure_bucket(&jetstream, config).await?;
-        let kv = jetstream.get_key_value(&config.bucket).await.map_err(|err| {
-            Error::with_source(ErrorKind::Connection, "opening the bucket failed", err)
-        })?;
+        let kv = jetstream
+            .get_key_value(&config.bucket)
+            .await
+            .map_err(|err| {
+                Error::with_source(ErrorKind::Connection, "opening the bucket failed", err)
+            })?;
         Ok(NatsStore {
             inner: Arc::new(Inner {
                 client,
@@ -143,10 +146,13 @@ impl NatsStore {
     }
 
     async fn refresh_epoch(&self) -> Result<(), StoreError> {
-        let info = ensure_bucket(&self.inner.jetstream, &ElectionConfig {
-            create_bucket: false,
-            ..self.inner.config.clone()
-        })
+        let info = ensure_bucket(
+            &self.inner.jetstream,
+            &ElectionConfig {
+                create_bucket: false,
+                ..self.inner.config.clone()
+            },
+        )
         .await
         .map_err(|err| StoreError::new(StoreErrorKind::Other, err.to_string()))?;
         self.inner.epoch.store(epoch_of(&info), Ordering::Release);
@@ -184,7 +190,10 @@ impl NatsStore {
                         Err(StoreError::new(StoreErrorKind::Other, error.to_string()))
                     }
                 }
-                _ => Err(StoreError::new(StoreErrorKind::Unavailable, err.to_string())),
+                _ => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    err.to_string(),
+                )),
             },
         }
     }
@@ -394,7 +403,11 @@ async fn ensure_bucket(
                     .info()
                     .await
                     .map_err(|err| {
-                        Error::with_source(ErrorKind::Connection, "reading the bucket's settings failed", err)
+                        Error::with_source(
+                            ErrorKind::Connection,
+                            "reading the bucket's settings failed",
+                            err,
+                        )
                     })?
                     .clone();
                 check_bucket(&info, config)?;
@@ -416,7 +429,10 @@ async fn ensure_bucket(
                     if created {
                         return Err(Error::new(
                             ErrorKind::BucketMissing,
-                            format!("bucket {:?} vanished right after it was created", config.bucket),
+                            format!(
+                                "bucket {:?} vanished right after it was created",
+                                config.bucket
+                            ),
                         ));
                     }
                     create_bucket(jetstream, config).await?;
@@ -428,11 +444,12 @@ async fn ensure_bucket(
                     return Err(jetstream_unavailable(err));
                 }
                 jetstream::context::GetStreamErrorKind::Request => {
-                    let text = err.to_string();
-                    if text.contains("no responders") {
+                    // The request error's kind is only in the source chain; Debug shows it.
+                    let text = format!("{err:?}");
+                    if text.contains("NoResponders") {
                         return Err(jetstream_unavailable(err));
                     }
-                    let kind = if text.contains("timed out") {
+                    let kind = if text.contains("TimedOut") {
                         ErrorKind::TimedOut
                     } else {
                         ErrorKind::Connection
@@ -463,7 +480,10 @@ fn jetstream_unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>
     )
 }
 
-async fn create_bucket(jetstream: &jetstream::Context, config: &ElectionConfig) -> Result<(), Error> {
+async fn create_bucket(
+    jetstream: &jetstream::Context,
+    config: &ElectionConfig,
+) -> Result<(), Error> {
     let result = jetstream
         .create_key_value(kv::Config {
             bucket: config.bucket.clone(),

@@ -1,1 +1,3 @@
+//! The market-service binary (being built in the market-service issue).
+
 fn main() {}
