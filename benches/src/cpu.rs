@@ -4,14 +4,38 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// User plus system CPU time consumed so far by every thread of a process (`None`: this one).
+/// CPU time consumed so far by every thread of a process, in user space and in the kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    /// Time spent in user space.
+    pub user: Duration,
+    /// Time spent in the kernel on the process's behalf (system calls, mostly).
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// User plus system time.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The CPU time spent since `earlier`.
+    pub fn since(&self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The CPU time of a process (`None`: this one) so far.
 ///
 /// The kernel counts in clock ticks (`getconf CLK_TCK`, 100 per second on Linux), so measure
 /// windows of seconds, not milliseconds.
 ///
 /// # Errors
 /// When `/proc` is missing (not Linux) or the process is gone.
-pub fn process_cpu_time(pid: Option<u32>) -> std::io::Result<Duration> {
+pub fn process_cpu_time(pid: Option<u32>) -> std::io::Result<CpuTime> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),
@@ -25,7 +49,7 @@ pub fn process_cpu_time(pid: Option<u32>) -> std::io::Result<Duration> {
     })
 }
 
-fn parse_stat(stat: &str) -> Option<Duration> {
+fn parse_stat(stat: &str) -> Option<CpuTime> {
     // Field 2, the command name, is in parentheses and may itself hold spaces and parentheses:
     // count fields from the last ')'. utime and stime are fields 14 and 15 of the whole line.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -33,9 +57,11 @@ fn parse_stat(stat: &str) -> Option<Duration> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let ticks = clock_ticks_per_second();
-    Some(Duration::from_nanos(
-        (utime + stime).saturating_mul(1_000_000_000) / ticks,
-    ))
+    let duration = |t: u64| Duration::from_nanos(t.saturating_mul(1_000_000_000) / ticks);
+    Some(CpuTime {
+        user: duration(utime),
+        system: duration(stime),
+    })
 }
 
 fn clock_ticks_per_second() -> u64 {
@@ -61,10 +87,9 @@ mod tests {
     fn stat_fields_are_counted_after_the_command_name() {
         let line = "42 (tokio (worker) 1) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         let ticks = clock_ticks_per_second();
-        assert_eq!(
-            parse_stat(line),
-            Some(Duration::from_nanos(300 * 1_000_000_000 / ticks))
-        );
+        let cpu = parse_stat(line).expect("a valid line");
+        assert_eq!(cpu.user, Duration::from_nanos(250 * 1_000_000_000 / ticks));
+        assert_eq!(cpu.system, Duration::from_nanos(50 * 1_000_000_000 / ticks));
     }
 
     #[test]

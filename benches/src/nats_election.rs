@@ -13,6 +13,9 @@ use leader_election::{Election, ElectionConfig, LeadershipState};
 
 use crate::PATIENCE;
 
+/// How often a candidate's start is tried when it fails with a retryable error.
+const START_ATTEMPTS: u32 = 5;
+
 /// One crash takeover.
 #[derive(Debug, Clone, Copy)]
 pub struct CrashSample {
@@ -68,10 +71,22 @@ impl Candidates {
             identity: format!("bench-{}", self.started),
             ..self.config.clone()
         };
-        Election::builder(config)
-            .start(self.clients[client].clone())
-            .await
-            .unwrap_or_else(|err| panic!("starting a candidate: {err}"))
+        // A busy server (the scale bench's 1,000 elections) can answer the start's bucket lookup
+        // after the election's request timeout; a service would retry a retryable error too.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Election::builder(config.clone())
+                .start(self.clients[client].clone())
+                .await
+            {
+                Ok(election) => return election,
+                Err(err) if err.kind().is_retryable() && attempts < START_ATTEMPTS => {
+                    eprintln!("starting a candidate failed ({err}); retrying");
+                }
+                Err(err) => panic!("starting a candidate: {err}"),
+            }
+        }
     }
 
     /// Starts a standby on another connection than the leader's and waits until it follows the
