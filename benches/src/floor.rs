@@ -136,6 +136,9 @@ pub async fn request_reply(client: &Client, subject: &str) -> Result<(), FloorEr
     Ok(())
 }
 
+/// The API error code of a CAS refused because another write to the key is in flight.
+const WRITE_IN_FLIGHT: &str = "\"err_code\":10164";
+
 /// A bare handover, repeated: the "leader" connection deletes the key at its revision; a task
 /// on the "standby" connection watches the key and, when it sees the delete marker, acquires
 /// the key by CAS at the marker's revision. Then the next iteration deletes that revision.
@@ -206,8 +209,21 @@ impl RawHandover {
     /// # Errors
     /// When a write is refused or the standby does not acquire within [`PATIENCE`].
     pub async fn once(&mut self) -> Result<Duration, FloorError> {
-        let t0 = Instant::now();
-        cas_delete(&self.leader, &self.subject, self.revision).await?;
+        let mut attempts = 0;
+        let t0 = loop {
+            let t0 = Instant::now();
+            match cas_delete(&self.leader, &self.subject, self.revision).await {
+                Ok(_) => break t0,
+                // In a cluster, a CAS sent right after the previous write to the same key was
+                // acknowledged can be refused with 10164 (that write is still in flight on the
+                // stream leader). A refused write changes nothing, so the handover starts
+                // with the attempt that succeeds.
+                Err(err) if err.to_string().contains(WRITE_IN_FLIGHT) && attempts < 100 => {
+                    attempts += 1;
+                }
+                Err(err) => return Err(err),
+            }
+        };
         let (revision, t1) = tokio::time::timeout(PATIENCE, self.acquired.recv())
             .await
             .map_err(|_| "the standby did not acquire the key")?
