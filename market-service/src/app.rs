@@ -123,12 +123,9 @@ impl App {
                 config.on_bad_row,
                 |bad| {
                     warn!(
-                        file = %bad.path.display(),
-                        line = bad.line,
+                        location = %format_args!("{}:{}", bad.path.display(), bad.line),
                         reason = %bad.reason,
-                        "Skipping malformed feed row {}:{}",
-                        bad.path.display(),
-                        bad.line
+                        "Skipping malformed feed row"
                     );
                     let symbol = source
                         .symbol

@@ -528,7 +528,8 @@ mod tests {
         .unwrap()
         .into_config()
         .unwrap_err();
-        assert!(err.to_string().contains("renew_interval"), "{err}");
+        let chain = crate::app::error_chain(&err);
+        assert!(chain.contains("renew_interval 200ms"), "{chain}");
     }
 
     #[test]

@@ -11,9 +11,15 @@
 //!   stream sequence of the previous quote of that symbol (0 for the first). A deposed leader's
 //!   late publish carries a sequence the new leader has moved past, and the server rejects it
 //!   (error 10071); the process then resigns.
-//! - **Every quote has a message id** `<SYMBOL>-<seq>`. A retry after a timeout, or a new leader
-//!   publishing a quote the old one managed to land, gets a duplicate acknowledgement carrying
-//!   the original's stream sequence, and counts the quote as published.
+//! - **A refused publish is looked at before it counts as a rejection.** nats-server 2.15 checks
+//!   the expected sequence before the message id, so a retry of a quote that did land (its
+//!   acknowledgement was lost) is refused like a foreign publish. After a refusal the publisher
+//!   reads the last quote: if it is this very quote, from this term or an older one (fencing
+//!   tokens compare within a bucket epoch), it counts as published and the feed goes on after
+//!   it; anything else, in particular a quote from a newer term, means another leader is ahead,
+//!   and the process resigns.
+//! - **Every quote has a message id** `<SYMBOL>-<seq>`, so any path on which the server looks
+//!   at the id first (a duplicate acknowledgement) also counts the quote once.
 //! - **The lease is checked before each publish** ([`Lease::is_valid`]), and work stops when its
 //!   cancellation token fires, before any standby can take over.
 //!
@@ -26,7 +32,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::{Client, HeaderMap, Request, RequestErrorKind};
 use bytes::Bytes;
-use leader_election::Lease;
+use leader_election::{FencingToken, Lease};
 use serde::{Deserialize, Serialize, Serializer};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
@@ -43,6 +49,8 @@ pub const SUBJECT_PREFIX: &str = "market.quotes";
 pub const PUBLISHER_HEADER: &str = "Market-Publisher";
 /// Header carrying the fencing token (lease revision) of the term that published a quote.
 pub const FENCING_TOKEN_HEADER: &str = "Market-Fencing-Token";
+/// Header carrying the election bucket's epoch of that token: tokens compare within an epoch.
+pub const FENCING_EPOCH_HEADER: &str = "Market-Fencing-Epoch";
 /// Quotes kept per symbol when this process creates the stream: 100,000 quotes are 83 minutes
 /// at 20 per second, and a per-subject limit never drops the last quote, which resuming needs.
 pub const MAX_QUOTES_PER_SYMBOL: i64 = 100_000;
@@ -144,6 +152,8 @@ pub struct LastQuote {
     pub seq: u64,
     /// Its stream sequence: the expected last subject sequence of the next publish.
     pub stream_sequence: u64,
+    /// The fencing token of the term that published it, from its headers.
+    pub token: Option<FencingToken>,
 }
 
 /// The outcome of an acknowledged publish.
@@ -304,9 +314,20 @@ impl QuoteStream {
                         ),
                     )
                 })?;
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .get(name)
+                        .and_then(|v| v.as_str().parse::<u64>().ok())
+                };
+                let token = match (header(FENCING_EPOCH_HEADER), header(FENCING_TOKEN_HEADER)) {
+                    (Some(epoch), Some(revision)) => Some(FencingToken { epoch, revision }),
+                    _ => None,
+                };
                 Ok(Some(LastQuote {
                     seq: quote.seq,
                     stream_sequence: message.sequence,
+                    token,
                 }))
             }
             Err(err) => match err.kind() {
@@ -327,8 +348,10 @@ impl QuoteStream {
     /// Publishes `quote`, accepted only when the last message on its subject is at stream
     /// sequence `expected` (0: none). `identity` and `token` go into headers.
     ///
-    /// Dropping the future leaves the quote published or not; a retry with the same quote and
-    /// `expected` learns which.
+    /// Dropping the future leaves the quote published or not. nats-server checks the expected
+    /// sequence before the message id: a retry of a quote that did land is refused as
+    /// [`StreamErrorKind::Rejected`], not acknowledged as a duplicate; read the last quote to
+    /// tell the two apart.
     ///
     /// # Errors
     /// [`StreamErrorKind::Rejected`] when another publisher moved the subject on,
@@ -338,7 +361,7 @@ impl QuoteStream {
         quote: &Quote,
         expected: u64,
         identity: &str,
-        token: u64,
+        token: FencingToken,
         timeout: Duration,
     ) -> Result<Published, StreamError> {
         let mut headers = HeaderMap::new();
@@ -348,7 +371,8 @@ impl QuoteStream {
         );
         headers.insert(MESSAGE_ID, quote.message_id().as_str());
         headers.insert(PUBLISHER_HEADER, identity);
-        headers.insert(FENCING_TOKEN_HEADER, token.to_string().as_str());
+        headers.insert(FENCING_TOKEN_HEADER, token.revision.to_string().as_str());
+        headers.insert(FENCING_EPOCH_HEADER, token.epoch.to_string().as_str());
         // Serializing a struct of strings and numbers cannot fail.
         let payload = Bytes::from(serde_json::to_vec(quote).unwrap_or_default());
         let subject = subject(&quote.symbol);
@@ -624,7 +648,7 @@ impl Publisher {
     }
 
     async fn run_symbol(&self, feed: &Feed, lease: &Lease, stop: &CancellationToken) -> TermEnd {
-        let token = lease.token().revision;
+        let token = lease.token();
         let symbol = feed.symbol.as_str();
         let (mut seq, mut expected) = match self.resume(feed, lease, stop).await {
             Ok(Some(position)) => position,
@@ -636,7 +660,7 @@ impl Publisher {
             }
         };
         let len = feed.bars.len() as u64;
-        info!(symbol, seq, token, path = %feed.path.display(), "Feed resumed");
+        info!(symbol, seq, token = token.revision, path = %feed.path.display(), "Feed resumed");
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / self.settings.rate));
         // After a stall, keep the rate instead of catching up in a burst.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -647,11 +671,7 @@ impl Publisher {
                 _ = ticker.tick() => {}
             }
             if seq > len && !self.settings.loop_feed {
-                info!(
-                    symbol,
-                    last = len,
-                    "Feed finished; set MARKET_LOOP=true to replay it again"
-                );
+                info!(symbol, last = len, "Feed finished");
                 stop.cancelled().await;
                 return TermEnd::Ended;
             }
@@ -683,10 +703,55 @@ impl Publisher {
                         break;
                     }
                     Err(err) if err.kind() == StreamErrorKind::Rejected => {
-                        warn!(symbol, seq, token, expected, error = %err, "Quote publish rejected");
-                        self.metrics.publish_rejected();
-                        stop.cancel();
-                        return TermEnd::Rejected(err);
+                        // Our own earlier attempt that landed, or a quote an older term slipped
+                        // in just before this term began, are refused like a foreign publish.
+                        // They hold this very quote from this or an older term: go on after it.
+                        // A quote from a newer term means this process no longer leads.
+                        let last = match self.read_last(symbol, lease, stop).await {
+                            None => return TermEnd::Ended,
+                            Some(Err(read)) if read.is_retryable() => {
+                                warn!(symbol, seq, error = %read, "Reading the last quote failed; retrying");
+                                tokio::select! {
+                                    _ = stop.cancelled() => return TermEnd::Ended,
+                                    _ = sleep(self.settings.retry_delay) => {}
+                                }
+                                continue;
+                            }
+                            Some(last) => last.ok().flatten(),
+                        };
+                        match last {
+                            Some(last)
+                                if last.seq == quote.seq
+                                    && last.token.is_some_and(|t| t <= token) =>
+                            {
+                                info!(
+                                    symbol,
+                                    seq,
+                                    stream_sequence = last.stream_sequence,
+                                    publisher_token = last.token.map(|t| t.revision),
+                                    "Quote was already in the stream"
+                                );
+                                expected = last.stream_sequence;
+                                self.metrics.quote_published(symbol, seq);
+                                seq += 1;
+                                break;
+                            }
+                            _ => {
+                                warn!(
+                                    symbol,
+                                    seq,
+                                    token = token.revision,
+                                    expected,
+                                    error = %err,
+                                    last_seq = last.map(|l| l.seq),
+                                    last_token = last.and_then(|l| l.token).map(|t| t.revision),
+                                    "Quote publish rejected"
+                                );
+                                self.metrics.publish_rejected();
+                                stop.cancel();
+                                return TermEnd::Rejected(err);
+                            }
+                        }
                     }
                     Err(err) if err.is_retryable() => {
                         warn!(symbol, seq, error = %err, "Quote publish failed; retrying");
@@ -714,30 +779,38 @@ impl Publisher {
         stop: &CancellationToken,
     ) -> Result<Option<(u64, u64)>, StreamError> {
         loop {
-            if !lease.is_valid() {
-                return Ok(None);
-            }
-            let read =
-                tokio::time::timeout(lease.time_left(), self.stream.last_quote(&feed.symbol));
-            let result = tokio::select! {
-                biased;
-                _ = stop.cancelled() => return Ok(None),
-                result = read => result,
-            };
-            match result {
-                // The lease ran out while reading.
-                Err(_elapsed) => return Ok(None),
-                Ok(Ok(None)) => return Ok(Some((1, 0))),
-                Ok(Ok(Some(last))) => return Ok(Some((last.seq + 1, last.stream_sequence))),
-                Ok(Err(err)) if err.is_retryable() => {
+            match self.read_last(&feed.symbol, lease, stop).await {
+                None => return Ok(None),
+                Some(Ok(None)) => return Ok(Some((1, 0))),
+                Some(Ok(Some(last))) => return Ok(Some((last.seq + 1, last.stream_sequence))),
+                Some(Err(err)) if err.is_retryable() => {
                     warn!(symbol = %feed.symbol, error = %err, "Reading the last quote failed; retrying");
                     tokio::select! {
                         _ = stop.cancelled() => return Ok(None),
                         _ = sleep(self.settings.retry_delay) => {}
                     }
                 }
-                Ok(Err(err)) => return Err(err),
+                Some(Err(err)) => return Err(err),
             }
+        }
+    }
+
+    /// The last quote of `symbol`, read from the stream leader; `None` when the term ends first
+    /// (cancelled, or the lease runs out while reading).
+    async fn read_last(
+        &self,
+        symbol: &str,
+        lease: &Lease,
+        stop: &CancellationToken,
+    ) -> Option<Result<Option<LastQuote>, StreamError>> {
+        if !lease.is_valid() {
+            return None;
+        }
+        let read = tokio::time::timeout(lease.time_left(), self.stream.last_quote(symbol));
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            result = read => result.ok(),
         }
     }
 }

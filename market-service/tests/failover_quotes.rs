@@ -195,10 +195,10 @@ fn a_publish_rejected_by_the_stream_makes_the_leader_resign() {
     assert_gapless(&quotes);
 }
 
-/// Publishes, as "intruder", the two quotes that follow the last one in the stream, chained on
-/// the subject, with the last token seen; returns the stream sequence of the second. The
-/// leader's next publish then finds the subject moved on: its first quote is a duplicate of the
-/// intruder's (same message id) or refused, its second is refused.
+/// Publishes, as "intruder" with a newer fencing token (the leader's plus one, as a newer term
+/// would carry), the two quotes that follow the last one in the stream, chained on the subject;
+/// returns the stream sequence of the second. The leader's next publish finds the subject moved
+/// on by a newer term and is refused.
 fn intrude(url: &str) -> u64 {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -214,11 +214,9 @@ fn intrude(url: &str) -> u64 {
                     .get_last_raw_message_by_subject("market.quotes.EURUSD")
                     .await
                     .unwrap();
-                let token = last
-                    .headers
-                    .get("Market-Fencing-Token")
-                    .unwrap()
-                    .to_string();
+                let header = |name: &str| last.headers.get(name).unwrap().to_string();
+                let token: u64 = header("Market-Fencing-Token").parse().unwrap();
+                let epoch = header("Market-Fencing-Epoch");
                 let mut quote: serde_json::Value = serde_json::from_slice(&last.payload).unwrap();
                 let mut expected = last.sequence;
                 for _ in 0..2 {
@@ -231,7 +229,8 @@ fn intrude(url: &str) -> u64 {
                     );
                     headers.insert("Nats-Msg-Id", format!("EURUSD-{seq}").as_str());
                     headers.insert("Market-Publisher", "intruder");
-                    headers.insert("Market-Fencing-Token", token.as_str());
+                    headers.insert("Market-Fencing-Token", (token + 1).to_string().as_str());
+                    headers.insert("Market-Fencing-Epoch", epoch.as_str());
                     let ack = jetstream
                         .publish_with_headers(
                             "market.quotes.EURUSD",
