@@ -73,6 +73,9 @@ pub(crate) struct Elector {
     next_read_at: Instant,
     /// After a resign, leave the vacancy to the others for one lease duration.
     hold_off_until: Option<Instant>,
+    /// The last term, while work registered on it still runs: no new term starts before it
+    /// has stopped, so two terms' work never overlap in this process.
+    last_term: Option<Lease>,
 }
 
 pub(crate) struct ElectorParts {
@@ -104,6 +107,7 @@ impl Elector {
             next_attempt_at: now,
             next_read_at: now,
             hold_off_until: None,
+            last_term: None,
         }
     }
 
@@ -181,12 +185,17 @@ impl Elector {
         if !self.campaign
             || now < self.next_attempt_at
             || self.hold_off_until.is_some_and(|until| now < until)
+            || self.last_term_still_working()
         {
             return None;
         }
         let view = self.view.as_ref()?;
         (view.key.is_vacant() || now >= view.seen_at + self.lease_of(view))
             .then_some(view.key.revision)
+    }
+
+    fn last_term_still_working(&self) -> bool {
+        self.last_term.as_ref().is_some_and(Lease::has_work)
     }
 
     /// When the follower must next act on its own, without an event: an acquisition attempt,
@@ -201,7 +210,10 @@ impl Elector {
             view.seen_at + self.lease_of(view)
         };
         if self.campaign {
-            let at = stale_at.max(self.next_attempt_at);
+            let mut at = stale_at.max(self.next_attempt_at);
+            if self.last_term_still_working() {
+                at = at.max(now + self.config.timings.renew_interval);
+            }
             self.hold_off_until.map_or(at, |until| at.max(until))
         } else {
             let at = if view.key.is_vacant() {
@@ -424,6 +436,17 @@ impl Elector {
             tokio::select! {
                 biased;
                 _ = sleep_until(deadline) => break LeadEnd::Lost(LossCause::Deadline),
+                // Before renewal results: when the key was deleted or taken, the watch says which.
+                event = next_event(&mut self.watch) => match event {
+                    Some(Ok(key)) => {
+                        if let Some(cause) = self.foreign(&key, revision) {
+                            warn!(election = self.election(), revision = key.revision, cause = %cause, "the key changed under the leader");
+                            self.observe(key, true);
+                            break LeadEnd::Lost(cause);
+                        }
+                    }
+                    other => self.on_watch_event(other),
+                },
                 (sent_at, result) = poll_opt(&mut renewal) => {
                     renewal = None;
                     self.metrics.renewal(self.election(), sent_at.elapsed(), result.is_ok());
@@ -453,16 +476,6 @@ impl Elector {
                 _ = sleep_until(next_renew), if renewal.is_none() => {
                     renewal = Some(self.renew(revision, deadline));
                 }
-                event = next_event(&mut self.watch) => match event {
-                    Some(Ok(key)) => {
-                        if let Some(cause) = self.foreign(&key, revision) {
-                            warn!(election = self.election(), revision = key.revision, cause = %cause, "the key changed under the leader");
-                            self.observe(key, true);
-                            break LeadEnd::Lost(cause);
-                        }
-                    }
-                    other => self.on_watch_event(other),
-                },
                 opened = poll_opt(&mut self.watch_opening) => self.on_watch_opened(opened),
                 _ = sleep_until(self.watch_retry_at), if self.watch.is_none() && self.watch_opening.is_none() => {
                     self.open_watch();
@@ -501,6 +514,7 @@ impl Elector {
             }
         };
         lease.end(cause);
+        self.last_term = lease.has_work().then(|| lease.clone());
         info!(election = self.election(), identity = %self.me.identity, token = lease.token().revision, cause = %cause, "lost leadership");
         self.metrics.lost(self.election(), cause);
         self.state.send_replace(LeadershipState::NoLeader);

@@ -31,6 +31,8 @@ struct Bucket {
     write_ids: HashMap<String, u64>,
     watchers: HashMap<String, broadcast::Sender<KeyState>>,
     missing: bool,
+    /// Bumped each time the bucket is created again, like a stream's creation time.
+    generation: u64,
 }
 
 impl Bucket {
@@ -79,6 +81,7 @@ impl MemoryBucket {
             bucket: self.clone(),
             key: key.to_string(),
             cut_off: Arc::new(AtomicBool::new(false)),
+            latency: Arc::default(),
         }
     }
 
@@ -105,6 +108,9 @@ impl MemoryBucket {
             bucket.write_ids.clear();
             bucket.last_revision = 0;
         }
+        if bucket.missing && !missing {
+            bucket.generation += 1;
+        }
         bucket.missing = missing;
     }
 
@@ -119,6 +125,7 @@ pub struct MemoryStore {
     bucket: MemoryBucket,
     key: String,
     cut_off: Arc<AtomicBool>,
+    latency: Arc<Mutex<Duration>>,
 }
 
 impl MemoryStore {
@@ -126,6 +133,19 @@ impl MemoryStore {
     /// receives nothing, as with a frozen connection. Writes sent while cut off are lost.
     pub fn set_cut_off(&self, cut_off: bool) {
         self.cut_off.store(cut_off, Ordering::SeqCst);
+    }
+
+    /// Makes every call of this client take `latency`: half on the way to the bucket, half on
+    /// the way back, so a write is applied well before its acknowledgement arrives.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.latency.lock().unwrap_or_else(|e| e.into_inner()) = latency;
+    }
+
+    async fn half_trip(&self) {
+        let latency = *self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        if !latency.is_zero() {
+            tokio::time::sleep(latency / 2).await;
+        }
     }
 
     fn is_cut_off(&self) -> bool {
@@ -158,11 +178,17 @@ impl LeaseStore for MemoryStore {
             if self.is_cut_off() {
                 return self.unanswered(timeout).await;
             }
-            let bucket = self.bucket.lock();
-            if bucket.missing {
-                return Err(StoreError::new(StoreErrorKind::BucketMissing, "bucket deleted"));
-            }
-            Ok(bucket.current(&self.key))
+            self.half_trip().await;
+            let result = {
+                let bucket = self.bucket.lock();
+                if bucket.missing {
+                    Err(StoreError::new(StoreErrorKind::BucketMissing, "bucket deleted"))
+                } else {
+                    Ok(bucket.current(&self.key))
+                }
+            };
+            self.half_trip().await;
+            result
         })
     }
 
@@ -171,18 +197,21 @@ impl LeaseStore for MemoryStore {
             if self.is_cut_off() {
                 return self.unanswered(request.timeout).await;
             }
-            let revision = {
+            self.half_trip().await;
+            let result = {
                 let mut bucket = self.bucket.lock();
-                if let Some(&revision) = bucket.write_ids.get(&request.write_id) {
-                    return Ok(revision);
+                match bucket.write_ids.get(&request.write_id) {
+                    Some(&revision) => Ok(revision),
+                    None => bucket.check(&self.key, request.expected_revision).map(|()| {
+                        let revision = bucket.store(&self.key, KeyValue::Held(request.value));
+                        bucket.write_ids.insert(request.write_id, revision);
+                        self.expire_after(revision, request.ttl);
+                        revision
+                    }),
                 }
-                bucket.check(&self.key, request.expected_revision)?;
-                let revision = bucket.store(&self.key, KeyValue::Held(request.value));
-                bucket.write_ids.insert(request.write_id, revision);
-                revision
             };
-            self.expire_after(revision, request.ttl);
-            Ok(revision)
+            self.half_trip().await;
+            result
         })
     }
 
@@ -195,9 +224,15 @@ impl LeaseStore for MemoryStore {
             if self.is_cut_off() {
                 return self.unanswered(timeout).await;
             }
-            let mut bucket = self.bucket.lock();
-            bucket.check(&self.key, expected_revision)?;
-            Ok(bucket.store(&self.key, KeyValue::Vacant(Vacancy::Deleted)))
+            self.half_trip().await;
+            let result = {
+                let mut bucket = self.bucket.lock();
+                bucket
+                    .check(&self.key, expected_revision)
+                    .map(|()| bucket.store(&self.key, KeyValue::Vacant(Vacancy::Deleted)))
+            };
+            self.half_trip().await;
+            result
         })
     }
 
@@ -245,13 +280,19 @@ impl LeaseStore for MemoryStore {
             if self.is_cut_off() {
                 return self.unanswered(timeout).await;
             }
-            let mut bucket = self.bucket.lock();
-            bucket.check(&self.key, lease_revision)?;
-            Ok(bucket.store(&key, KeyValue::Held(value)))
+            self.half_trip().await;
+            let result = {
+                let mut bucket = self.bucket.lock();
+                bucket
+                    .check(&self.key, lease_revision)
+                    .map(|()| bucket.store(&key, KeyValue::Held(value)))
+            };
+            self.half_trip().await;
+            result
         })
     }
 
     fn epoch(&self) -> u64 {
-        1
+        self.bucket.lock().generation
     }
 }

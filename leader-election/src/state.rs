@@ -301,6 +301,11 @@ impl Lease {
         self.inner.work.close();
     }
 
+    /// Whether work registered with [`Lease::guard`] is still running.
+    pub fn has_work(&self) -> bool {
+        !self.inner.work.is_empty()
+    }
+
     pub(crate) async fn drained(&self) {
         self.inner.work.wait().await
     }
