@@ -430,10 +430,17 @@ impl Runner {
                 }
             }
             let term = Term { lease, work: None };
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => return Ok(Some(term)),
-                _ = term.lease.cancelled() => {}
+            // The election cancels the term at its step-down point at the latest; if it has not
+            // after a further lease, its task is stuck or gone, and only a restart helps.
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => return Ok(Some(term)),
+                    _ = term.lease.cancelled() => break,
+                    _ = sleep(self.config.election.timings.lease_duration) => {
+                        election.health().map_err(AppError::Election)?;
+                    }
+                }
             }
             term.finish(identity).await;
         }

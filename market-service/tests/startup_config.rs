@@ -183,21 +183,6 @@ fn an_unreachable_nats_is_retried_reported_by_readyz_and_joined_once_up() {
 }
 
 #[test]
-fn a_signal_while_connecting_exits_0_at_once() {
-    let mut replica = Replica::start(&dead_url(), "solo");
-    replica.wait_for("Connecting to NATS failed; retrying", EXIT);
-    replica.signal("INT");
-    assert_eq!(
-        replica.wait_exit(Duration::from_secs(2)).code(),
-        Some(0),
-        "{}",
-        replica.dump()
-    );
-    let complete = replica.wait_for("Shutdown complete", Duration::ZERO);
-    assert_eq!(complete["outcome"], "not started");
-}
-
-#[test]
 fn a_stream_that_does_not_take_the_quote_subjects_is_refused_with_exit_1() {
     let server = NatsServer::start();
     tokio::runtime::Builder::new_current_thread()
