@@ -271,11 +271,9 @@ fn endpoints_answer_before_and_after_a_takeover() {
             replica.get("/readyz")
         );
         assert_eq!(replica.get("/livez").0, 200);
-        let (status, body) = replica.get("/leader");
-        assert_eq!(status, 200);
-        let leader: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(leader["leader"], old_name.as_str(), "{body}");
-        assert_eq!(leader["is_me"], i == old, "{body}");
+        // A standby that has just started learns who leads from its first read of the key.
+        let leader = names_leader(replica, &old_name);
+        assert_eq!(leader["is_me"], i == old, "{leader}");
         assert_eq!(leader["me"], replica.name.as_str());
         let (_, metrics) = replica.get("/metrics");
         let expected = if i == old { 1 } else { 0 };
@@ -311,12 +309,7 @@ fn endpoints_answer_before_and_after_a_takeover() {
             continue;
         }
         assert_eq!(replica.get("/readyz").0, 200, "{}", replica.name);
-        let leader = wait_until(Duration::from_secs(2), || {
-            let (_, body) = replica.get("/leader");
-            let leader: serde_json::Value = serde_json::from_str(&body).unwrap();
-            (leader["leader"] == new_name.as_str()).then_some(leader)
-        })
-        .unwrap_or_else(|| panic!("{} does not name {new_name}", replica.name));
+        let leader = names_leader(replica, &new_name);
         assert_eq!(leader["is_me"], i == new);
         assert!(leader["token"].as_u64().is_some(), "{leader}");
         let (_, metrics) = replica.get("/metrics");
@@ -326,4 +319,21 @@ fn endpoints_answer_before_and_after_a_takeover() {
             "{metrics}"
         );
     }
+}
+
+/// Waits until `/leader` on `replica` names `leader`; returns the body.
+fn names_leader(replica: &Replica, leader: &str) -> serde_json::Value {
+    wait_until(Duration::from_secs(3), || {
+        let (status, body) = replica.get("/leader");
+        assert_eq!(status, 200, "{body}");
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        (view["leader"] == leader).then_some(view)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{} does not name {leader}: {:?}",
+            replica.name,
+            replica.get("/leader")
+        )
+    })
 }
