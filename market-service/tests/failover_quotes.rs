@@ -9,11 +9,50 @@ use common::*;
 
 const START: Duration = Duration::from_secs(15);
 
-fn three_replicas(url: &str) -> Vec<Replica> {
-    ["r1", "r2", "r3"]
+/// A nats-server and three replicas, whose leader has published at least `quotes` quotes.
+struct Running {
+    server: NatsServer,
+    replicas: Vec<Replica>,
+    leader: usize,
+    leader_name: String,
+}
+
+fn three_replicas_publishing(quotes: usize) -> Running {
+    let server = NatsServer::start();
+    let replicas: Vec<Replica> = ["r1", "r2", "r3"]
         .iter()
-        .map(|name| Replica::start(url, name))
-        .collect()
+        .map(|name| Replica::start(&server.url(), name))
+        .collect();
+    let leader = wait_for_leader(&replicas, START);
+    let leader_name = replicas[leader].name.clone();
+    wait_for_quotes_from(&server.url(), &leader_name, quotes, START);
+    Running {
+        server,
+        replicas,
+        leader,
+        leader_name,
+    }
+}
+
+/// Waits for a replica other than `old` to lead, checks that it names `old` as its
+/// predecessor and publishes 20 quotes after it, and that the sequence is gapless; returns its
+/// `Leadership acquired` line.
+fn takes_over(
+    server: &NatsServer,
+    replicas: &[Replica],
+    old: usize,
+    timeout: Duration,
+) -> serde_json::Value {
+    let new = new_leader(replicas, old, timeout);
+    let acquired = replicas[new].wait_for("Leadership acquired", Duration::ZERO);
+    assert_eq!(
+        acquired["previous"],
+        replicas[old].name.as_str(),
+        "{acquired}"
+    );
+    let quotes = wait_for_quotes_from(&server.url(), &replicas[new].name, 20, START);
+    assert_gapless(&quotes);
+    acquired
 }
 
 fn new_leader(replicas: &[Replica], old: usize, timeout: Duration) -> usize {
@@ -31,10 +70,12 @@ fn new_leader(replicas: &[Replica], old: usize, timeout: Duration) -> usize {
 
 #[test]
 fn three_replicas_elect_one_leader_and_only_it_publishes() {
-    let server = NatsServer::start();
-    let replicas = three_replicas(&server.url());
-    let leader = wait_for_leader(&replicas, START);
-    let name = replicas[leader].name.clone();
+    let Running {
+        server,
+        replicas,
+        leader,
+        leader_name: name,
+    } = three_replicas_publishing(1);
     let acquired = replicas[leader].wait_for("Leadership acquired", START);
     let token = acquired["token"].as_u64().expect("token field");
     assert_eq!(acquired["identity"], name.as_str());
@@ -61,11 +102,12 @@ fn three_replicas_elect_one_leader_and_only_it_publishes() {
 
 #[test]
 fn sigterm_on_the_leader_hands_over_and_the_sequence_stays_gapless() {
-    let server = NatsServer::start();
-    let mut replicas = three_replicas(&server.url());
-    let old = wait_for_leader(&replicas, START);
-    let old_name = replicas[old].name.clone();
-    wait_for_quotes_from(&server.url(), &old_name, 20, START);
+    let Running {
+        server,
+        mut replicas,
+        leader: old,
+        ..
+    } = three_replicas_publishing(20);
 
     replicas[old].signal("TERM");
     let status = replicas[old].wait_exit(Duration::from_secs(5));
@@ -76,31 +118,26 @@ fn sigterm_on_the_leader_hands_over_and_the_sequence_stays_gapless() {
     let complete = replicas[old].wait_for("Shutdown complete", Duration::ZERO);
     assert_eq!(complete["outcome"], "leadership released");
 
-    let new = new_leader(&replicas, old, Duration::from_secs(2));
-    let acquired = replicas[new].wait_for("Leadership acquired", Duration::ZERO);
-    assert_eq!(acquired["previous"], old_name.as_str());
+    let acquired = takes_over(&server, &replicas, old, Duration::from_secs(2));
     // A released lease is taken over at once: well under a lease duration.
     let leaderless = acquired["leaderless_ms"].as_f64().expect("leaderless_ms");
     assert!(leaderless < LEASE.as_millis() as f64, "{acquired}");
-
-    let new_name = replicas[new].name.clone();
-    let quotes = wait_for_quotes_from(&server.url(), &new_name, 20, START);
-    assert_gapless(&quotes);
 }
 
 // case C11
 #[test]
 fn sigkill_on_the_leader_hands_over_within_the_lease_and_the_sequence_stays_gapless() {
-    let server = NatsServer::start();
-    let mut replicas = three_replicas(&server.url());
-    let old = wait_for_leader(&replicas, START);
-    let old_name = replicas[old].name.clone();
-    wait_for_quotes_from(&server.url(), &old_name, 20, START);
+    let Running {
+        server,
+        mut replicas,
+        leader: old,
+        ..
+    } = three_replicas_publishing(20);
 
     replicas[old].signal("KILL");
     let killed_at = Instant::now();
     replicas[old].wait_exit(Duration::from_secs(5));
-    let new = new_leader(&replicas, old, Duration::from_secs(3));
+    new_leader(&replicas, old, Duration::from_secs(3));
     let took = killed_at.elapsed();
     // Lease + renew interval + slack for two debug-build processes on two cores.
     eprintln!("SIGKILL to new leader's acquisition (as seen by the test): {took:?}");
@@ -108,22 +145,18 @@ fn sigkill_on_the_leader_hands_over_within_the_lease_and_the_sequence_stays_gapl
         took < LEASE + RENEW + Duration::from_millis(400),
         "took {took:?}"
     );
-    let acquired = replicas[new].wait_for("Leadership acquired", Duration::ZERO);
-    assert_eq!(acquired["previous"], old_name.as_str());
-
-    let new_name = replicas[new].name.clone();
-    let quotes = wait_for_quotes_from(&server.url(), &new_name, 20, START);
-    assert_gapless(&quotes);
+    takes_over(&server, &replicas, old, Duration::ZERO);
 }
 
 // case C09
 #[test]
 fn a_paused_leader_wakes_up_deposed_and_its_quotes_stay_out() {
-    let server = NatsServer::start();
-    let replicas = three_replicas(&server.url());
-    let old = wait_for_leader(&replicas, START);
-    let old_name = replicas[old].name.clone();
-    wait_for_quotes_from(&server.url(), &old_name, 20, START);
+    let Running {
+        server,
+        replicas,
+        leader: old,
+        leader_name: old_name,
+    } = three_replicas_publishing(20);
 
     replicas[old].signal("STOP");
     let new = new_leader(&replicas, old, Duration::from_secs(3));
@@ -162,11 +195,12 @@ fn a_paused_leader_wakes_up_deposed_and_its_quotes_stay_out() {
 
 #[test]
 fn a_publish_rejected_by_the_stream_makes_the_leader_resign() {
-    let server = NatsServer::start();
-    let replicas = three_replicas(&server.url());
-    let leader = wait_for_leader(&replicas, START);
-    let name = replicas[leader].name.clone();
-    wait_for_quotes_from(&server.url(), &name, 10, START);
+    let Running {
+        server,
+        replicas,
+        leader,
+        ..
+    } = three_replicas_publishing(10);
 
     // Another publisher (a stand-in for a deposed leader's twin) moves the subject on with the
     // next quotes, chained correctly, so the leader's next publish expects a stale sequence.
@@ -253,11 +287,12 @@ fn intrude(url: &str) -> u64 {
 
 #[test]
 fn endpoints_answer_before_and_after_a_takeover() {
-    let server = NatsServer::start();
-    let mut replicas = three_replicas(&server.url());
-    let old = wait_for_leader(&replicas, START);
-    let old_name = replicas[old].name.clone();
-    wait_for_quotes_from(&server.url(), &old_name, 5, START);
+    let Running {
+        server,
+        mut replicas,
+        leader: old,
+        leader_name: old_name,
+    } = three_replicas_publishing(5);
 
     for (i, replica) in replicas.iter().enumerate() {
         let ready = wait_until(Duration::from_secs(5), || {
