@@ -75,6 +75,9 @@ pub(crate) struct Elector {
     next_read_at: Instant,
     /// After a resign, leave the vacancy to the others for one lease duration.
     hold_off_until: Option<Instant>,
+    /// When the last warning about a failing call was logged: during an outage, failures are
+    /// logged at most once a second, the rest at debug level.
+    last_warning: Option<Instant>,
     /// The last term, while work registered on it still runs: no new term starts before it
     /// has stopped, so two terms' work never overlap in this process.
     last_term: Option<Lease>,
@@ -110,6 +113,7 @@ impl Elector {
             next_read_at: now,
             hold_off_until: None,
             last_term: None,
+            last_warning: None,
         }
     }
 
@@ -130,6 +134,20 @@ impl Elector {
 
     fn election(&self) -> &str {
         &self.config.election
+    }
+
+    /// Logs a failed store call: a warning at most once a second, debug otherwise.
+    fn failure(&mut self, what: &str, err: &StoreError) {
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            self.last_warning = Some(now);
+            warn!(election = self.election(), error = %err, "{what}");
+        } else {
+            debug!(election = self.election(), error = %err, "{what}");
+        }
     }
 
     fn lease_of(&self, view: &Observed) -> Duration {
@@ -229,19 +247,38 @@ impl Elector {
 
     fn publish_follower_state(&self, now: Instant) {
         let next = match &self.view {
+            // Our own last write, after our term ended, is nobody's leadership.
+            Some(view)
+                if view
+                    .holder
+                    .as_ref()
+                    .is_some_and(|h| h.instance == self.me.instance) =>
+            {
+                None
+            }
             Some(view) if !view.key.is_vacant() && now < view.seen_at + self.lease_of(view) => {
                 Some((view.holder.clone(), view.key.revision))
             }
             _ => None,
         };
         self.state.send_if_modified(|state| {
-            let unchanged = match (&*state, &next) {
-                (LeadershipState::NoLeader, None) => true,
+            let (unchanged, same_leader) = match (&*state, &next) {
+                (LeadershipState::NoLeader, None) => (true, true),
                 (LeadershipState::Following { leader, revision }, Some((h, r))) => {
-                    leader == h && revision == r
+                    (leader == h && revision == r, leader == h)
                 }
-                _ => false,
+                _ => (false, false),
             };
+            if !same_leader {
+                match &next {
+                    Some((leader, _)) => debug!(
+                        election = self.election(),
+                        leader = leader.as_ref().map_or("<unknown>", |h| h.identity.as_str()),
+                        "following"
+                    ),
+                    None => debug!(election = self.election(), "no leader"),
+                }
+            }
             if !unchanged {
                 *state = match next {
                     Some((leader, revision)) => LeadershipState::Following { leader, revision },
@@ -312,11 +349,11 @@ impl Elector {
                 self.observe(key, true);
             }
             Err(err) if err.kind() == StoreErrorKind::BucketMissing => {
-                warn!(election = self.election(), error = %err, "the bucket is missing; no leader until it is back");
+                self.failure("the bucket is missing; no leader until it is back", &err);
                 self.view = None;
             }
             Err(err) => {
-                warn!(election = self.election(), error = %err, "reading the election key failed");
+                self.failure("reading the election key failed", &err);
             }
         }
     }
@@ -333,7 +370,7 @@ impl Elector {
         match opened {
             Ok(watch) => self.watch = Some(watch),
             Err(err) => {
-                warn!(election = self.election(), error = %err, "watching the election key failed; retrying");
+                self.failure("watching the election key failed; retrying", &err);
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
         }
@@ -343,7 +380,7 @@ impl Elector {
         match event {
             Some(Ok(key)) => self.observe(key, false),
             Some(Err(err)) => {
-                warn!(election = self.election(), error = %err, "the watch failed; re-creating it");
+                self.failure("the watch failed; re-creating it", &err);
                 self.watch = None;
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
@@ -394,16 +431,16 @@ impl Elector {
                         return None;
                     }
                     StoreErrorKind::TimedOut if sent_at.elapsed() < timings.step_down_after() => {
-                        warn!(election = self.election(), error = %err, "acquisition outcome unknown; asking again");
+                        self.failure("acquisition outcome unknown; asking again", &err);
                     }
                     StoreErrorKind::BucketMissing => {
-                        warn!(election = self.election(), error = %err, "the bucket is missing; no leader until it is back");
+                        self.failure("the bucket is missing; no leader until it is back", &err);
                         self.next_attempt_at = Instant::now() + timings.renew_interval;
                         self.view = None;
                         return None;
                     }
                     _ => {
-                        warn!(election = self.election(), error = %err, "acquisition failed");
+                        self.failure("acquisition failed", &err);
                         self.next_attempt_at = Instant::now() + timings.renew_interval;
                         self.refresh().await;
                         return None;
@@ -485,14 +522,14 @@ impl Elector {
                         }
                         Err(err) => match err.kind() {
                             StoreErrorKind::Conflict => {
-                                warn!(election = self.election(), error = %err, "renewal rejected: the lease moved on");
+                                self.failure("renewal rejected: the lease moved on", &err);
                                 // Who holds it now is unknown: read it before anything else.
                                 self.view = None;
                                 break LeadEnd::Lost(LossCause::Superseded);
                             }
                             StoreErrorKind::BucketMissing => break LeadEnd::Lost(LossCause::Deleted),
                             _ => {
-                                warn!(election = self.election(), error = %err, "renewal failed; retrying until the step-down point");
+                                self.failure("renewal failed; retrying until the step-down point", &err);
                                 next_renew = Instant::now() + timings.renew_interval / 4;
                             }
                         },
@@ -644,7 +681,7 @@ impl Elector {
                 );
             }
             Err(err) => {
-                warn!(election = self.election(), error = %err, "releasing the key failed; it will expire");
+                self.failure("releasing the key failed; it will expire", &err);
             }
         }
     }

@@ -46,6 +46,9 @@ const KV_OPERATION: &str = "KV-Operation";
 /// to see it; after that the key is simply empty, which acquisition handles the same way.
 const MARKER_TTL: Duration = Duration::from_secs(60);
 
+/// Timeout of bucket and consumer management requests.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The oldest server that honours per-message TTLs and the fencing headers; older ones ignore
 /// them silently.
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
@@ -59,6 +62,7 @@ pub struct NatsStore {
 struct Inner {
     client: Client,
     jetstream: jetstream::Context,
+    admin: jetstream::Context,
     kv: kv::Store,
     bucket: String,
     key: String,
@@ -80,21 +84,23 @@ impl NatsStore {
     pub async fn open(client: Client, config: &ElectionConfig) -> Result<NatsStore, Error> {
         config.validate()?;
         check_server_version(&client.server_info().version)?;
-        let timeout = request_timeout(config);
-        let jetstream = jetstream::ContextBuilder::new()
-            .timeout(timeout)
+        // Creating a replicated bucket or a watch consumer can take seconds in a cluster; reads
+        // on the election path must fail within the lease instead.
+        let admin = jetstream::ContextBuilder::new()
+            .timeout(ADMIN_TIMEOUT)
             .build(client.clone());
-        let info = ensure_bucket(&jetstream, config).await?;
-        let kv = jetstream
-            .get_key_value(&config.bucket)
-            .await
-            .map_err(|err| {
-                Error::with_source(ErrorKind::Connection, "opening the bucket failed", err)
-            })?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(request_timeout(config))
+            .build(client.clone());
+        let info = ensure_bucket(&admin, config).await?;
+        let kv = admin.get_key_value(&config.bucket).await.map_err(|err| {
+            Error::with_source(ErrorKind::Connection, "opening the bucket failed", err)
+        })?;
         Ok(NatsStore {
             inner: Arc::new(Inner {
                 client,
                 jetstream,
+                admin,
                 kv,
                 bucket: config.bucket.clone(),
                 key: config.election.clone(),
@@ -147,7 +153,7 @@ impl NatsStore {
 
     async fn refresh_epoch(&self) -> Result<(), StoreError> {
         let info = ensure_bucket(
-            &self.inner.jetstream,
+            &self.inner.admin,
             &ElectionConfig {
                 create_bucket: false,
                 ..self.inner.config.clone()

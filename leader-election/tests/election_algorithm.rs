@@ -382,3 +382,17 @@ async fn a_fenced_write_succeeds_while_leading_and_is_rejected_after_the_term() 
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotLeader);
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_handle_releases_the_lease_like_shutdown() {
+    let bucket = MemoryBucket::new();
+    let (a, _) = start(&bucket, "a");
+    let lease = a.leading().await.unwrap();
+    let (b, _) = start(&bucket, "b");
+    sleep(Duration::from_millis(10)).await;
+    let dropped_at = Instant::now();
+    drop(a);
+    b.leading().await.unwrap();
+    assert_eq!(Instant::now(), dropped_at, "handed over at once, not after the lease");
+    assert_eq!(lease.end_cause(), Some(LossCause::Shutdown));
+}
