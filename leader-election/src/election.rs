@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metrics::{ElectionMetrics, NoMetrics};
 use crate::nats::NatsStore;
 use crate::record::Holder;
-use crate::state::{Lease, LeadershipState};
+use crate::state::{LeadershipState, Lease};
 use crate::store::LeaseStore;
 
 /// A running election: this process campaigns for the key (or, in observer mode, only follows
@@ -199,9 +199,15 @@ impl Election {
         Ok(())
     }
 
-    async fn send(&self, command: fn(oneshot::Sender<Result<(), Error>>) -> Command) -> Result<(), Error> {
+    async fn send(
+        &self,
+        command: fn(oneshot::Sender<Result<(), Error>>) -> Command,
+    ) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(command(reply)).await.map_err(|_| stopped())?;
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }

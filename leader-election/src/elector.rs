@@ -19,8 +19,10 @@ use crate::fencing::FencingToken;
 use crate::metrics::ElectionMetrics;
 use crate::nats::request_timeout;
 use crate::record::Holder;
-use crate::state::{Lease, LeaseParts, LeadershipState, LossCause};
-use crate::store::{KeyState, KeyValue, KeyWatch, LeaseStore, StoreError, StoreErrorKind, Vacancy, WriteRequest};
+use crate::state::{LeadershipState, Lease, LeaseParts, LossCause};
+use crate::store::{
+    KeyState, KeyValue, KeyWatch, LeaseStore, StoreError, StoreErrorKind, Vacancy, WriteRequest,
+};
 
 pub(crate) type Reply = oneshot::Sender<Result<(), Error>>;
 
@@ -73,6 +75,9 @@ pub(crate) struct Elector {
     next_read_at: Instant,
     /// After a resign, leave the vacancy to the others for one lease duration.
     hold_off_until: Option<Instant>,
+    /// When the last warning about a failing call was logged: during an outage, failures are
+    /// logged at most once a second, the rest at debug level.
+    last_warning: Option<Instant>,
     /// The last term, while work registered on it still runs: no new term starts before it
     /// has stopped, so two terms' work never overlap in this process.
     last_term: Option<Lease>,
@@ -108,6 +113,7 @@ impl Elector {
             next_read_at: now,
             hold_off_until: None,
             last_term: None,
+            last_warning: None,
         }
     }
 
@@ -118,16 +124,30 @@ impl Elector {
             let Some(expected) = self.follow().await else {
                 return;
             };
-            if let Some(won) = self.acquire(expected).await {
-                if self.lead(won).await.is_break() {
-                    return;
-                }
+            if let Some(won) = self.acquire(expected).await
+                && self.lead(won).await.is_break()
+            {
+                return;
             }
         }
     }
 
     fn election(&self) -> &str {
         &self.config.election
+    }
+
+    /// Logs a failed store call: a warning at most once a second, debug otherwise.
+    fn failure(&mut self, what: &str, err: &StoreError) {
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            self.last_warning = Some(now);
+            warn!(election = self.election(), error = %err, "{what}");
+        } else {
+            debug!(election = self.election(), error = %err, "{what}");
+        }
     }
 
     fn lease_of(&self, view: &Observed) -> Duration {
@@ -227,19 +247,38 @@ impl Elector {
 
     fn publish_follower_state(&self, now: Instant) {
         let next = match &self.view {
+            // Our own last write, after our term ended, is nobody's leadership.
+            Some(view)
+                if view
+                    .holder
+                    .as_ref()
+                    .is_some_and(|h| h.instance == self.me.instance) =>
+            {
+                None
+            }
             Some(view) if !view.key.is_vacant() && now < view.seen_at + self.lease_of(view) => {
                 Some((view.holder.clone(), view.key.revision))
             }
             _ => None,
         };
         self.state.send_if_modified(|state| {
-            let unchanged = match (&*state, &next) {
-                (LeadershipState::NoLeader, None) => true,
+            let (unchanged, same_leader) = match (&*state, &next) {
+                (LeadershipState::NoLeader, None) => (true, true),
                 (LeadershipState::Following { leader, revision }, Some((h, r))) => {
-                    leader == h && revision == r
+                    (leader == h && revision == r, leader == h)
                 }
-                _ => false,
+                _ => (false, false),
             };
+            if !same_leader {
+                match &next {
+                    Some((leader, _)) => debug!(
+                        election = self.election(),
+                        leader = leader.as_ref().map_or("<unknown>", |h| h.identity.as_str()),
+                        "following"
+                    ),
+                    None => debug!(election = self.election(), "no leader"),
+                }
+            }
             if !unchanged {
                 *state = match next {
                     Some((leader, revision)) => LeadershipState::Following { leader, revision },
@@ -254,10 +293,11 @@ impl Elector {
     /// every acknowledged write) replaces it, which also handles a re-created bucket whose
     /// revisions restarted.
     fn observe(&mut self, key: KeyState, authoritative: bool) {
-        if let Some(view) = &self.view {
-            if view.key.revision == key.revision || (!authoritative && key.revision < view.key.revision) {
-                return;
-            }
+        if let Some(view) = &self.view
+            && (view.key.revision == key.revision
+                || (!authoritative && key.revision < view.key.revision))
+        {
+            return;
         }
         let holder = match &key.value {
             KeyValue::Held(value) => {
@@ -274,7 +314,12 @@ impl Elector {
             // Remember who left: the next leader reports its predecessor.
             KeyValue::Vacant(_) => self.view.as_ref().and_then(|v| v.holder.clone()),
         };
-        debug!(election = self.election(), revision = key.revision, vacant = key.is_vacant(), "observed");
+        debug!(
+            election = self.election(),
+            revision = key.revision,
+            vacant = key.is_vacant(),
+            "observed"
+        );
         self.view = Some(Observed {
             key,
             holder,
@@ -287,22 +332,28 @@ impl Elector {
         self.next_read_at = Instant::now() + self.config.timings.renew_interval;
         match self.store.read(request_timeout(&self.config)).await {
             Ok(key) => {
-                let behind = self.view.as_ref().is_some_and(|v| key.revision > v.key.revision);
+                let behind = self
+                    .view
+                    .as_ref()
+                    .is_some_and(|v| key.revision > v.key.revision);
                 if behind && self.watch.is_some() {
                     // Nothing arrived on the watch for a lease duration although the key moved
                     // on: the watch is silent. Replace it.
-                    warn!(election = self.election(), "the watch missed changes; re-creating it");
+                    warn!(
+                        election = self.election(),
+                        "the watch missed changes; re-creating it"
+                    );
                     self.watch = None;
                     self.open_watch();
                 }
                 self.observe(key, true);
             }
             Err(err) if err.kind() == StoreErrorKind::BucketMissing => {
-                warn!(election = self.election(), error = %err, "the bucket is missing; no leader until it is back");
+                self.failure("the bucket is missing; no leader until it is back", &err);
                 self.view = None;
             }
             Err(err) => {
-                warn!(election = self.election(), error = %err, "reading the election key failed");
+                self.failure("reading the election key failed", &err);
             }
         }
     }
@@ -319,7 +370,7 @@ impl Elector {
         match opened {
             Ok(watch) => self.watch = Some(watch),
             Err(err) => {
-                warn!(election = self.election(), error = %err, "watching the election key failed; retrying");
+                self.failure("watching the election key failed; retrying", &err);
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
         }
@@ -329,12 +380,15 @@ impl Elector {
         match event {
             Some(Ok(key)) => self.observe(key, false),
             Some(Err(err)) => {
-                warn!(election = self.election(), error = %err, "the watch failed; re-creating it");
+                self.failure("the watch failed; re-creating it", &err);
                 self.watch = None;
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
             None => {
-                warn!(election = self.election(), "the watch ended; re-creating it");
+                warn!(
+                    election = self.election(),
+                    "the watch ended; re-creating it"
+                );
                 self.watch = None;
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
@@ -369,21 +423,24 @@ impl Elector {
                 }
                 Err(err) => match err.kind() {
                     StoreErrorKind::Conflict => {
-                        debug!(election = self.election(), expected, "lost the race for the key");
+                        debug!(
+                            election = self.election(),
+                            expected, "lost the race for the key"
+                        );
                         self.refresh().await;
                         return None;
                     }
                     StoreErrorKind::TimedOut if sent_at.elapsed() < timings.step_down_after() => {
-                        warn!(election = self.election(), error = %err, "acquisition outcome unknown; asking again");
+                        self.failure("acquisition outcome unknown; asking again", &err);
                     }
                     StoreErrorKind::BucketMissing => {
-                        warn!(election = self.election(), error = %err, "the bucket is missing; no leader until it is back");
+                        self.failure("the bucket is missing; no leader until it is back", &err);
                         self.next_attempt_at = Instant::now() + timings.renew_interval;
                         self.view = None;
                         return None;
                     }
                     _ => {
-                        warn!(election = self.election(), error = %err, "acquisition failed");
+                        self.failure("acquisition failed", &err);
                         self.next_attempt_at = Instant::now() + timings.renew_interval;
                         self.refresh().await;
                         return None;
@@ -403,7 +460,10 @@ impl Elector {
         let mut deadline = won.sent_at + timings.step_down_after();
         self.own_view(revision, won.sent_at);
         if Instant::now() >= deadline {
-            warn!(election = self.election(), "the acquisition was acknowledged too late to act on");
+            warn!(
+                election = self.election(),
+                "the acquisition was acknowledged too late to act on"
+            );
             return ControlFlow::Continue(());
         }
         let leaderless = won.previous.as_ref().and_then(|p| self.leaderless(p));
@@ -425,9 +485,11 @@ impl Elector {
             previous = won.previous.as_ref().and_then(|p| p.holder.as_ref()).map(|h| h.identity.as_str()),
             "acquired leadership"
         );
-        self.metrics.acquired(self.election(), lease.token(), leaderless);
+        self.metrics
+            .acquired(self.election(), lease.token(), leaderless);
         self.hold_off_until = None;
-        self.state.send_replace(LeadershipState::Leading(lease.clone()));
+        self.state
+            .send_replace(LeadershipState::Leading(lease.clone()));
 
         let mut next_renew = won.sent_at + timings.renew_interval;
         let mut renewal: Option<BoxFuture<'static, (Instant, Result<u64, StoreError>)>> = None;
@@ -460,14 +522,14 @@ impl Elector {
                         }
                         Err(err) => match err.kind() {
                             StoreErrorKind::Conflict => {
-                                warn!(election = self.election(), error = %err, "renewal rejected: the lease moved on");
+                                self.failure("renewal rejected: the lease moved on", &err);
                                 // Who holds it now is unknown: read it before anything else.
                                 self.view = None;
                                 break LeadEnd::Lost(LossCause::Superseded);
                             }
                             StoreErrorKind::BucketMissing => break LeadEnd::Lost(LossCause::Deleted),
                             _ => {
-                                warn!(election = self.election(), error = %err, "renewal failed; retrying until the step-down point");
+                                self.failure("renewal failed; retrying until the step-down point", &err);
                                 next_renew = Instant::now() + timings.renew_interval / 4;
                             }
                         },
@@ -501,7 +563,8 @@ impl Elector {
         let cause = match end {
             LeadEnd::Lost(cause) => cause,
             LeadEnd::Drained => {
-                self.release(renewal.take(), &mut revision, &mut deadline).await;
+                self.release(renewal.take(), &mut revision, &mut deadline)
+                    .await;
                 release_cause(release.as_ref())
             }
             LeadEnd::DrainTimedOut => {
@@ -560,7 +623,11 @@ impl Elector {
         });
     }
 
-    fn renew(&self, revision: u64, deadline: Instant) -> BoxFuture<'static, (Instant, Result<u64, StoreError>)> {
+    fn renew(
+        &self,
+        revision: u64,
+        deadline: Instant,
+    ) -> BoxFuture<'static, (Instant, Result<u64, StoreError>)> {
         let store = self.store.clone();
         let sent_at = Instant::now();
         let request = WriteRequest {
@@ -614,7 +681,7 @@ impl Elector {
                 );
             }
             Err(err) => {
-                warn!(election = self.election(), error = %err, "releasing the key failed; it will expire");
+                self.failure("releasing the key failed; it will expire", &err);
             }
         }
     }
@@ -645,7 +712,11 @@ impl Elector {
         } else {
             written_at + self.lease_of(previous)
         };
-        Some(SystemTime::now().duration_since(vacant_since).unwrap_or_default())
+        Some(
+            SystemTime::now()
+                .duration_since(vacant_since)
+                .unwrap_or_default(),
+        )
     }
 }
 

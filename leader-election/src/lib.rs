@@ -86,7 +86,7 @@ pub use memory::{MemoryBucket, MemoryStore};
 pub use metrics::{ElectionMetrics, NoMetrics};
 pub use nats::{MIN_SERVER_VERSION, NatsStore};
 pub use record::Holder;
-pub use state::{Lease, LeadershipState, LossCause, WorkGuard};
+pub use state::{LeadershipState, Lease, LossCause, WorkGuard};
 pub use store::{
     KeyState, KeyValue, KeyWatch, LeaseStore, StoreError, StoreErrorKind, Vacancy, WriteRequest,
 };

@@ -56,7 +56,10 @@ impl Bucket {
 
     fn check(&self, key: &str, expected: u64) -> Result<(), StoreError> {
         if self.missing {
-            return Err(StoreError::new(StoreErrorKind::BucketMissing, "bucket deleted"));
+            return Err(StoreError::new(
+                StoreErrorKind::BucketMissing,
+                "bucket deleted",
+            ));
         }
         let current = self.current(key).revision;
         if current != expected {
@@ -154,7 +157,10 @@ impl MemoryStore {
 
     async fn unanswered<T>(&self, timeout: Duration) -> Result<T, StoreError> {
         tokio::time::sleep(timeout).await;
-        Err(StoreError::new(StoreErrorKind::TimedOut, "no answer (cut off)"))
+        Err(StoreError::new(
+            StoreErrorKind::TimedOut,
+            "no answer (cut off)",
+        ))
     }
 
     /// Schedules the server-side expiry of `revision`: if it is still current after `ttl`, an
@@ -182,7 +188,10 @@ impl LeaseStore for MemoryStore {
             let result = {
                 let bucket = self.bucket.lock();
                 if bucket.missing {
-                    Err(StoreError::new(StoreErrorKind::BucketMissing, "bucket deleted"))
+                    Err(StoreError::new(
+                        StoreErrorKind::BucketMissing,
+                        "bucket deleted",
+                    ))
                 } else {
                     Ok(bucket.current(&self.key))
                 }
@@ -202,12 +211,14 @@ impl LeaseStore for MemoryStore {
                 let mut bucket = self.bucket.lock();
                 match bucket.write_ids.get(&request.write_id) {
                     Some(&revision) => Ok(revision),
-                    None => bucket.check(&self.key, request.expected_revision).map(|()| {
-                        let revision = bucket.store(&self.key, KeyValue::Held(request.value));
-                        bucket.write_ids.insert(request.write_id, revision);
-                        self.expire_after(revision, request.ttl);
-                        revision
-                    }),
+                    None => bucket
+                        .check(&self.key, request.expected_revision)
+                        .map(|()| {
+                            let revision = bucket.store(&self.key, KeyValue::Held(request.value));
+                            bucket.write_ids.insert(request.write_id, revision);
+                            self.expire_after(revision, request.ttl);
+                            revision
+                        }),
                 }
             };
             self.half_trip().await;
@@ -241,7 +252,10 @@ impl LeaseStore for MemoryStore {
             let (current, receiver) = {
                 let mut bucket = self.bucket.lock();
                 if bucket.missing {
-                    return Err(StoreError::new(StoreErrorKind::BucketMissing, "bucket deleted"));
+                    return Err(StoreError::new(
+                        StoreErrorKind::BucketMissing,
+                        "bucket deleted",
+                    ));
                 }
                 let current = bucket.keys.get(&self.key).cloned();
                 let sender = bucket
@@ -264,7 +278,9 @@ impl LeaseStore for MemoryStore {
                     }
                 }
             });
-            Ok(futures::stream::iter(current.map(Ok)).chain(changes).boxed())
+            Ok(futures::stream::iter(current.map(Ok))
+                .chain(changes)
+                .boxed())
         })
     }
 

@@ -46,6 +46,9 @@ const KV_OPERATION: &str = "KV-Operation";
 /// to see it; after that the key is simply empty, which acquisition handles the same way.
 const MARKER_TTL: Duration = Duration::from_secs(60);
 
+/// Timeout of bucket and consumer management requests.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The oldest server that honours per-message TTLs and the fencing headers; older ones ignore
 /// them silently.
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 11);
@@ -59,6 +62,7 @@ pub struct NatsStore {
 struct Inner {
     client: Client,
     jetstream: jetstream::Context,
+    admin: jetstream::Context,
     kv: kv::Store,
     bucket: String,
     key: String,
@@ -80,18 +84,23 @@ impl NatsStore {
     pub async fn open(client: Client, config: &ElectionConfig) -> Result<NatsStore, Error> {
         config.validate()?;
         check_server_version(&client.server_info().version)?;
-        let timeout = request_timeout(config);
-        let jetstream = jetstream::ContextBuilder::new()
-            .timeout(timeout)
+        // Creating a replicated bucket or a watch consumer can take seconds in a cluster; reads
+        // on the election path must fail within the lease instead.
+        let admin = jetstream::ContextBuilder::new()
+            .timeout(ADMIN_TIMEOUT)
             .build(client.clone());
-        let info = ensure_bucket(&jetstream, config).await?;
-        let kv = jetstream.get_key_value(&config.bucket).await.map_err(|err| {
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(request_timeout(config))
+            .build(client.clone());
+        let info = ensure_bucket(&admin, config).await?;
+        let kv = admin.get_key_value(&config.bucket).await.map_err(|err| {
             Error::with_source(ErrorKind::Connection, "opening the bucket failed", err)
         })?;
         Ok(NatsStore {
             inner: Arc::new(Inner {
                 client,
                 jetstream,
+                admin,
                 kv,
                 bucket: config.bucket.clone(),
                 key: config.election.clone(),
@@ -143,10 +152,13 @@ impl NatsStore {
     }
 
     async fn refresh_epoch(&self) -> Result<(), StoreError> {
-        let info = ensure_bucket(&self.inner.jetstream, &ElectionConfig {
-            create_bucket: false,
-            ..self.inner.config.clone()
-        })
+        let info = ensure_bucket(
+            &self.inner.admin,
+            &ElectionConfig {
+                create_bucket: false,
+                ..self.inner.config.clone()
+            },
+        )
         .await
         .map_err(|err| StoreError::new(StoreErrorKind::Other, err.to_string()))?;
         self.inner.epoch.store(epoch_of(&info), Ordering::Release);
@@ -184,7 +196,10 @@ impl NatsStore {
                         Err(StoreError::new(StoreErrorKind::Other, error.to_string()))
                     }
                 }
-                _ => Err(StoreError::new(StoreErrorKind::Unavailable, err.to_string())),
+                _ => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    err.to_string(),
+                )),
             },
         }
     }
@@ -394,7 +409,11 @@ async fn ensure_bucket(
                     .info()
                     .await
                     .map_err(|err| {
-                        Error::with_source(ErrorKind::Connection, "reading the bucket's settings failed", err)
+                        Error::with_source(
+                            ErrorKind::Connection,
+                            "reading the bucket's settings failed",
+                            err,
+                        )
                     })?
                     .clone();
                 check_bucket(&info, config)?;
@@ -416,7 +435,10 @@ async fn ensure_bucket(
                     if created {
                         return Err(Error::new(
                             ErrorKind::BucketMissing,
-                            format!("bucket {:?} vanished right after it was created", config.bucket),
+                            format!(
+                                "bucket {:?} vanished right after it was created",
+                                config.bucket
+                            ),
                         ));
                     }
                     create_bucket(jetstream, config).await?;
@@ -428,11 +450,12 @@ async fn ensure_bucket(
                     return Err(jetstream_unavailable(err));
                 }
                 jetstream::context::GetStreamErrorKind::Request => {
-                    let text = err.to_string();
-                    if text.contains("no responders") {
+                    // The request error's kind is only in the source chain; Debug shows it.
+                    let text = format!("{err:?}");
+                    if text.contains("NoResponders") {
                         return Err(jetstream_unavailable(err));
                     }
-                    let kind = if text.contains("timed out") {
+                    let kind = if text.contains("TimedOut") {
                         ErrorKind::TimedOut
                     } else {
                         ErrorKind::Connection
@@ -463,7 +486,10 @@ fn jetstream_unavailable(err: impl Into<Box<dyn std::error::Error + Send + Sync>
     )
 }
 
-async fn create_bucket(jetstream: &jetstream::Context, config: &ElectionConfig) -> Result<(), Error> {
+async fn create_bucket(
+    jetstream: &jetstream::Context,
+    config: &ElectionConfig,
+) -> Result<(), Error> {
     let result = jetstream
         .create_key_value(kv::Config {
             bucket: config.bucket.clone(),

@@ -272,7 +272,9 @@ impl Lease {
                         ));
                     }
                 }
-                Err(err) => return Err(Error::from_store(err, &format!("fenced write to {key:?}"))),
+                Err(err) => {
+                    return Err(Error::from_store(err, &format!("fenced write to {key:?}")));
+                }
             }
         }
     }
@@ -284,7 +286,11 @@ impl Lease {
 
     /// Why the term ended (or is ending, while resign drains the work); `None` while it is on.
     pub fn end_cause(&self) -> Option<LossCause> {
-        *self.inner.end_cause.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .inner
+            .end_cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Ends the term: records the first cause given and cancels the work.

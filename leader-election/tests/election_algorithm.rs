@@ -1,11 +1,14 @@
 //! The election algorithm on the in-memory store, on paused tokio time: deterministic, exact.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::Terms;
 use leader_election::{
-    Election, ElectionConfig, ErrorKind, FencingToken, KeyValue, LeadershipState, LossCause, MemoryBucket,
+    Election, ElectionConfig, ErrorKind, KeyValue, LeadershipState, LossCause, MemoryBucket,
     MemoryStore, Timings, Vacancy,
 };
 use tokio::time::{Instant, sleep, timeout};
@@ -22,51 +25,6 @@ fn start(bucket: &MemoryBucket, identity: &str) -> (Election, MemoryStore) {
         .start_with_store(Arc::new(store.clone()))
         .unwrap();
     (election, store)
-}
-
-/// Every term any election held: identity, token, when it began and when its work was cancelled.
-#[derive(Clone, Default)]
-struct Terms(Arc<Mutex<Vec<(String, FencingToken, Instant, Option<Instant>)>>>);
-
-impl Terms {
-    fn record(&self, election: &Election, name: &str) {
-        let mut state = election.state();
-        let terms = self.0.clone();
-        let name = name.to_string();
-        tokio::spawn(async move {
-            loop {
-                let lease = state.borrow_and_update().lease().cloned();
-                if let Some(lease) = lease {
-                    let index = {
-                        let mut terms = terms.lock().unwrap();
-                        terms.push((name.clone(), lease.token(), Instant::now(), None));
-                        terms.len() - 1
-                    };
-                    let terms = terms.clone();
-                    tokio::spawn(async move {
-                        lease.cancelled().await;
-                        terms.lock().unwrap()[index].3 = Some(Instant::now());
-                    });
-                }
-                if state.changed().await.is_err() {
-                    return;
-                }
-            }
-        });
-    }
-
-    /// Asserts the one-actor invariant: terms never overlap and tokens strictly increase.
-    fn assert_one_actor(&self) -> usize {
-        let mut terms = self.0.lock().unwrap().clone();
-        terms.sort_by_key(|t| t.2);
-        for pair in terms.windows(2) {
-            let (a, b) = (&pair[0], &pair[1]);
-            let a_end = a.3.unwrap_or_else(|| panic!("{} still leads while {} began", a.0, b.0));
-            assert!(a_end <= b.2, "{a:?} overlaps {b:?}");
-            assert!(a.1 < b.1, "tokens must increase: {a:?} then {b:?}");
-        }
-        terms.len()
-    }
 }
 
 async fn leader_of(elections: &[&Election]) -> usize {
@@ -98,10 +56,10 @@ async fn standby_takes_over_when_leader_resigns() {
     let bucket = MemoryBucket::new();
     let terms = Terms::default();
     let (a, _) = start(&bucket, "a");
-    terms.record(&a, "a");
+    terms.record(&a);
     let first = a.leading().await.unwrap();
     let (b, _) = start(&bucket, "b");
-    terms.record(&b, "b");
+    terms.record(&b);
     sleep(Duration::from_millis(10)).await;
     let resigned_at = Instant::now();
     a.resign().await.unwrap();
@@ -126,10 +84,10 @@ async fn standby_replaces_a_crashed_leader_one_lease_after_its_last_renewal() {
     let bucket = MemoryBucket::new();
     let terms = Terms::default();
     let (a, _) = start(&bucket, "a");
-    terms.record(&a, "a");
+    terms.record(&a);
     let lease = a.leading().await.unwrap();
     let (b, _) = start(&bucket, "b");
-    terms.record(&b, "b");
+    terms.record(&b);
     sleep(Duration::from_millis(250)).await;
     let last_revision = lease.revision();
     let last_renewal = lease.deadline() - timings().step_down_after();
@@ -141,8 +99,15 @@ async fn standby_replaces_a_crashed_leader_one_lease_after_its_last_renewal() {
         "took over {takeover:?} after the last renewal, before the lease ran out"
     );
     // Within the lease plus one renew interval, and before the 1 s server TTL would free it.
-    assert!(takeover <= timings().lease_duration + timings().renew_interval, "{takeover:?}");
-    assert_eq!(successor.token().revision, last_revision + 1, "CAS at the revision it saw");
+    assert!(
+        takeover <= timings().lease_duration + timings().renew_interval,
+        "{takeover:?}"
+    );
+    assert_eq!(
+        successor.token().revision,
+        last_revision + 1,
+        "CAS at the revision it saw"
+    );
     // The crashed leader's lease was never cancelled (it crashed), but its validity ended first.
     assert!(lease.deadline() <= Instant::now());
     assert!(!lease.is_valid());
@@ -154,12 +119,12 @@ async fn a_leader_cut_off_after_a_renewal_stops_by_its_send_time_plus_lease_minu
     let bucket = MemoryBucket::new();
     let terms = Terms::default();
     let (a, a_store) = start(&bucket, "a");
-    terms.record(&a, "a");
+    terms.record(&a);
     // 40 ms each way: a renewal's acknowledgement arrives 40 ms after it was sent.
     a_store.set_latency(Duration::from_millis(80));
     let lease = a.leading().await.unwrap();
     let (b, _) = start(&bucket, "b");
-    terms.record(&b, "b");
+    terms.record(&b);
     sleep(Duration::from_millis(300)).await;
     // Wait for the next acknowledged renewal, then drop all of a's traffic.
     let revision = lease.revision();
@@ -196,10 +161,10 @@ async fn a_leader_that_wakes_up_after_a_takeover_steps_down_and_deletes_nothing(
     let bucket = MemoryBucket::new();
     let terms = Terms::default();
     let (a, a_store) = start(&bucket, "a");
-    terms.record(&a, "a");
+    terms.record(&a);
     let old = a.leading().await.unwrap();
     let (b, _) = start(&bucket, "b");
-    terms.record(&b, "b");
+    terms.record(&b);
     sleep(Duration::from_millis(120)).await;
     // Frozen for twice the lease: nothing a sends or should receive gets through.
     a_store.set_cut_off(true);
@@ -209,7 +174,10 @@ async fn a_leader_that_wakes_up_after_a_takeover_steps_down_and_deletes_nothing(
     assert!(!old.is_valid(), "the woken leader does no leader work");
     sleep(Duration::from_secs(2)).await;
     assert!(b.is_leader() && !a.is_leader());
-    assert!(new.is_valid(), "the new leader's key was not deleted by the old one");
+    assert!(
+        new.is_valid(),
+        "the new leader's key was not deleted by the old one"
+    );
     assert!(matches!(bucket.get(KEY).value, KeyValue::Held(_)));
     assert_eq!(terms.assert_one_actor(), 2);
     // The old leader's release is a conditional delete at its old revision: it fails harmlessly.
@@ -228,7 +196,10 @@ async fn a_write_by_someone_else_supersedes_the_leader_at_once() {
     // The foreign value is followed as an unknown leader, then replaced by CAS once unchanged
     // for a whole lease: never by an unconditional write.
     let state = a.state().borrow().clone();
-    assert!(matches!(state, LeadershipState::Following { leader: None, .. }), "{state:?}");
+    assert!(
+        matches!(state, LeadershipState::Following { leader: None, .. }),
+        "{state:?}"
+    );
     let again = a.leading().await.unwrap();
     assert!(again.token() > lease.token());
 }
@@ -241,7 +212,7 @@ async fn an_operator_delete_ends_the_term_and_exactly_one_new_leader_follows() {
     let mut elections = Vec::new();
     for name in ["a", "b", "c"] {
         let (e, _) = start(&bucket, name);
-        terms.record(&e, name);
+        terms.record(&e);
         elections.push(e);
     }
     let refs: Vec<&Election> = elections.iter().collect();
@@ -270,9 +241,12 @@ async fn no_leader_while_the_bucket_is_missing_and_one_once_it_is_back() {
     let terms = Terms::default();
     let (a, _) = start(&bucket, "a");
     let (b, _) = start(&bucket, "b");
-    terms.record(&a, "a");
-    terms.record(&b, "b");
-    let lease = [&a, &b][leader_of(&[&a, &b]).await].leading().await.unwrap();
+    terms.record(&a);
+    terms.record(&b);
+    let lease = [&a, &b][leader_of(&[&a, &b]).await]
+        .leading()
+        .await
+        .unwrap();
     bucket.set_missing(true);
     lease.cancelled().await;
     sleep(Duration::from_secs(5)).await;
@@ -304,7 +278,10 @@ async fn resign_keeps_the_lease_until_the_work_has_drained_then_releases_it() {
     };
     let resigned = Instant::now();
     a.resign().await.unwrap();
-    assert!(work.await.unwrap(), "the key was still ours during the job's last action");
+    assert!(
+        work.await.unwrap(),
+        "the key was still ours during the job's last action"
+    );
     assert_eq!(Instant::now() - resigned, Duration::from_millis(1500));
     assert_eq!(bucket.get(KEY).value, KeyValue::Vacant(Vacancy::Deleted));
 }
@@ -329,7 +306,10 @@ async fn work_that_outlasts_the_drain_timeout_leaves_the_lease_to_expire() {
     let KeyValue::Held(record) = bucket.get(KEY).value else {
         panic!("the key was released although the work had not drained");
     };
-    assert_eq!(leader_election::Holder::decode(&record).unwrap().identity, "a");
+    assert_eq!(
+        leader_election::Holder::decode(&record).unwrap().identity,
+        "a"
+    );
     let successor = b.leading().await.unwrap();
     assert!(Instant::now() - gave_up >= timings().lease_duration - timings().renew_interval);
     assert_eq!(successor.previous_leader().unwrap().identity, "a");
@@ -371,7 +351,7 @@ async fn fencing_tokens_strictly_increase_over_many_handovers() {
         .iter()
         .map(|n| {
             let (e, _) = start(&bucket, n);
-            terms.record(&e, n);
+            terms.record(&e);
             e
         })
         .collect();
@@ -390,9 +370,29 @@ async fn a_fenced_write_succeeds_while_leading_and_is_rejected_after_the_term() 
     let (a, _) = start(&bucket, "a");
     let lease = a.leading().await.unwrap();
     sleep(Duration::from_millis(350)).await;
-    let written = lease.put_fenced("jobs.cursor", Bytes::from_static(b"42")).await.unwrap();
+    let written = lease
+        .put_fenced("jobs.cursor", Bytes::from_static(b"42"))
+        .await
+        .unwrap();
     assert_eq!(bucket.get("jobs.cursor").revision, written);
     a.resign().await.unwrap();
-    let err = lease.put_fenced("jobs.cursor", Bytes::from_static(b"43")).await.unwrap_err();
+    let err = lease
+        .put_fenced("jobs.cursor", Bytes::from_static(b"43"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotLeader);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_handle_releases_the_lease_like_shutdown() {
+    let bucket = MemoryBucket::new();
+    let (a, _) = start(&bucket, "a");
+    let lease = a.leading().await.unwrap();
+    let (b, _) = start(&bucket, "b");
+    sleep(Duration::from_millis(10)).await;
+    let dropped_at = Instant::now();
+    drop(a);
+    b.leading().await.unwrap();
+    assert_eq!(Instant::now(), dropped_at, "handed over at once, not after the lease");
+    assert_eq!(lease.end_cause(), Some(LossCause::Shutdown));
 }
