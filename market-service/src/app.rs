@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
-use leader_election::{Election, ErrorKind, Lease};
+use leader_election::{Election, ErrorKind, Lease, NatsStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::sleep;
@@ -233,6 +233,23 @@ impl Runner {
             return self.finish(None, None).await;
         };
         self.admin.set_client(client.clone());
+        // First the server version and the election bucket (the library refuses servers
+        // older than 2.11 before anything is written), then the quote stream, and only then
+        // does this replica campaign: a replica never leads without a usable stream.
+        self.admin
+            .set_phase(Phase::Starting("opening the election bucket".into()));
+        let store = self
+            .retry(
+                "Opening the election bucket",
+                |error| Phase::Starting(format!("opening the election bucket: {error}")),
+                |err: &leader_election::Error| err.kind().is_retryable(),
+                || NatsStore::open(client.clone(), &self.config.election),
+            )
+            .await
+            .map_err(AppError::Election)?;
+        let Some(store) = store else {
+            return self.finish(None, None).await;
+        };
         self.admin
             .set_phase(Phase::Starting("opening the quote stream".into()));
         let symbols: Vec<String> = self.feeds.iter().map(|f| f.symbol.clone()).collect();
@@ -256,24 +273,10 @@ impl Runner {
         let Some(stream) = stream else {
             return self.finish(None, None).await;
         };
-        self.admin
-            .set_phase(Phase::Starting("starting the election".into()));
-        let election = self
-            .retry(
-                "Starting the election",
-                |error| Phase::Starting(format!("starting the election: {error}")),
-                |err: &leader_election::Error| err.kind().is_retryable(),
-                || {
-                    Election::builder(self.config.election.clone())
-                        .metrics(Arc::new(self.metrics.clone()))
-                        .start(client.clone())
-                },
-            )
-            .await
+        let election = Election::builder(self.config.election.clone())
+            .metrics(Arc::new(self.metrics.clone()))
+            .start_with_store(Arc::new(store))
             .map_err(AppError::Election)?;
-        let Some(election) = election else {
-            return self.finish(None, None).await;
-        };
         let election = Arc::new(election);
         self.admin.set_election(&election);
         self.admin.set_phase(Phase::Running);

@@ -210,3 +210,63 @@ fn a_stream_that_does_not_take_the_quote_subjects_is_refused_with_exit_1() {
         "{error}"
     );
 }
+
+#[test]
+fn a_server_older_than_2_11_is_refused_with_exit_1_before_anything_is_written() {
+    // Where scripts/install-tools extracts Debian's 2.9.10, unless NATS_SERVER_OLD says otherwise.
+    let extracted = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/tools/nats-server-2.9/usr/sbin/nats-server");
+    let old = std::env::var_os("NATS_SERVER_OLD")
+        .map(std::path::PathBuf::from)
+        .or_else(|| extracted.is_file().then_some(extracted))
+        .expect(
+            "NATS_SERVER_OLD must name a nats-server older than 2.11 (scripts/install-tools extracts Debian's 2.9.10)",
+        );
+    let server = NatsServer::start_binary(old);
+    let mut replica = Replica::start(&server.url(), "solo");
+    let status = replica.wait_exit(EXIT);
+    assert_eq!(status.code(), Some(1), "{}", replica.dump());
+    let exiting = replica.wait_for("Exiting", Duration::ZERO);
+    let error = exiting["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(
+            "the election cannot run: unsupported nats-server version: nats-server 2.9"
+        ),
+        "{error}"
+    );
+    assert!(!replica.has_logged("Leadership acquired"));
+    // The quote stream was not created on the old server.
+    assert!(
+        read_quotes_stream_missing(&server.url()),
+        "{}",
+        replica.dump()
+    );
+}
+
+#[test]
+fn a_server_without_jetstream_is_refused_with_exit_1() {
+    let server = NatsServer::start_without_jetstream();
+    let mut replica = Replica::start(&server.url(), "solo");
+    let status = replica.wait_exit(EXIT);
+    assert_eq!(status.code(), Some(1), "{}", replica.dump());
+    let exiting = replica.wait_for("Exiting", Duration::ZERO);
+    let error = exiting["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the election cannot run: JetStream unavailable"),
+        "{error}"
+    );
+}
+
+fn read_quotes_stream_missing(url: &str) -> bool {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client = async_nats::connect(url).await.unwrap();
+            async_nats::jetstream::new(client)
+                .get_stream(STREAM)
+                .await
+                .is_err()
+        })
+}
