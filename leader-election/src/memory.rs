@@ -19,6 +19,22 @@ use crate::store::{
 };
 
 /// A bucket shared by several [`MemoryStore`] clients.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use leader_election::{Election, ElectionConfig, MemoryBucket};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let bucket = MemoryBucket::new();
+/// let election = Election::builder(ElectionConfig::new("test-replica"))
+///     .start_with_store(Arc::new(bucket.store("leader")))
+///     .unwrap();
+/// let lease = election.leading().await.unwrap();
+/// assert_eq!(lease.token().revision, 1);
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct MemoryBucket {
     inner: Arc<Mutex<Bucket>>,
