@@ -402,18 +402,17 @@ impl Elector {
     async fn acquire(&mut self, expected: u64) -> Option<Won> {
         let timings = self.config.timings;
         let previous = self.view.clone();
-        let sent_at = Instant::now();
-        // The same id on every attempt: a retry after a timeout learns whether the first landed.
-        let write_id = format!("{}:{}:{}", self.me.instance, self.store.epoch(), expected);
+        let first_sent = Instant::now();
+        let mut outcome_unknown = false;
         loop {
+            let sent_at = Instant::now();
             let request = WriteRequest {
                 expected_revision: expected,
                 value: self.record.clone(),
                 ttl: timings.server_ttl,
-                write_id: write_id.clone(),
                 timeout: request_timeout(&self.config),
             };
-            match self.store.write(request).await {
+            let err = match self.store.write(request).await {
                 Ok(revision) => {
                     return Some(Won {
                         revision,
@@ -421,31 +420,73 @@ impl Elector {
                         previous,
                     });
                 }
-                Err(err) => match err.kind() {
-                    StoreErrorKind::Conflict => {
-                        debug!(
-                            election = self.election(),
-                            expected, "lost the race for the key"
-                        );
-                        self.refresh().await;
-                        return None;
+                Err(err) => err,
+            };
+            match err.kind() {
+                StoreErrorKind::Conflict => {
+                    if outcome_unknown && let Some(revision) = self.own_write_landed(expected).await
+                    {
+                        // An earlier attempt landed although its acknowledgement was lost; its
+                        // send time anchors the lease.
+                        return Some(Won {
+                            revision,
+                            sent_at: first_sent,
+                            previous,
+                        });
                     }
-                    StoreErrorKind::TimedOut if sent_at.elapsed() < timings.step_down_after() => {
-                        self.failure("acquisition outcome unknown; asking again", &err);
-                    }
-                    StoreErrorKind::BucketMissing => {
-                        self.failure("the bucket is missing; no leader until it is back", &err);
-                        self.next_attempt_at = Instant::now() + timings.renew_interval;
-                        self.view = None;
-                        return None;
-                    }
-                    _ => {
-                        self.failure("acquisition failed", &err);
-                        self.next_attempt_at = Instant::now() + timings.renew_interval;
-                        self.refresh().await;
-                        return None;
-                    }
-                },
+                    debug!(
+                        election = self.election(),
+                        expected, "lost the race for the key"
+                    );
+                    self.refresh().await;
+                    return None;
+                }
+                StoreErrorKind::BucketMissing => {
+                    self.failure("the bucket is missing; no leader until it is back", &err);
+                    self.next_attempt_at = Instant::now() + timings.renew_interval;
+                    self.view = None;
+                    return None;
+                }
+                StoreErrorKind::TimedOut | StoreErrorKind::Unavailable
+                    if first_sent.elapsed() < timings.step_down_after() =>
+                {
+                    outcome_unknown = true;
+                    self.failure("acquisition outcome unknown; trying again", &err);
+                    tokio::time::sleep(timings.renew_interval / 4).await;
+                }
+                _ => {
+                    self.failure("acquisition failed", &err);
+                    self.next_attempt_at = Instant::now() + timings.renew_interval;
+                    self.refresh().await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// After a write whose outcome was unknown was followed by a conflict: whether the key now
+    /// holds our record at a revision past `expected`, that is, whether the unknown write landed.
+    ///
+    /// nats-server checks the expected revision before the message-id deduplication, so a retry
+    /// cannot learn the first attempt's outcome; a read at the stream leader can. Only this
+    /// process writes records with its instance, so such a record is that write.
+    fn own_write_landed(
+        &self,
+        expected: u64,
+    ) -> impl Future<Output = Option<u64>> + Send + 'static {
+        let store = self.store.clone();
+        let instance = self.me.instance.clone();
+        let timeout = request_timeout(&self.config);
+        async move {
+            let key = store.read(timeout).await.ok()?;
+            match &key.value {
+                KeyValue::Held(value)
+                    if key.revision > expected
+                        && Holder::decode(value).is_some_and(|h| h.instance == instance) =>
+                {
+                    Some(key.revision)
+                }
+                _ => None,
             }
         }
     }
@@ -493,6 +534,9 @@ impl Elector {
 
         let mut next_renew = won.sent_at + timings.renew_interval;
         let mut renewal: Option<BoxFuture<'static, (Instant, Result<u64, StoreError>)>> = None;
+        // Send time of the earliest renewal since the last acknowledged one whose outcome is
+        // unknown (timed out, or the connection failed).
+        let mut unknown_since: Option<Instant> = None;
         let mut release: Option<(Command, Instant)> = None;
         let end = loop {
             tokio::select! {
@@ -512,27 +556,48 @@ impl Elector {
                 (sent_at, result) = poll_opt(&mut renewal) => {
                     renewal = None;
                     self.metrics.renewal(self.election(), sent_at.elapsed(), result.is_ok());
-                    match result {
-                        Ok(new_revision) => {
-                            revision = new_revision;
-                            deadline = sent_at + timings.step_down_after();
-                            lease.renewed(revision, deadline);
-                            self.own_view(revision, sent_at);
-                            next_renew = sent_at + timings.renew_interval;
-                        }
+                    let landed = match result {
+                        Ok(new_revision) => Some((new_revision, sent_at)),
                         Err(err) => match err.kind() {
                             StoreErrorKind::Conflict => {
-                                self.failure("renewal rejected: the lease moved on", &err);
-                                // Who holds it now is unknown: read it before anything else.
-                                self.view = None;
-                                break LeadEnd::Lost(LossCause::Superseded);
+                                // A conflict after a renewal with unknown outcome may be that
+                                // renewal's own doing: look before giving up the term.
+                                let earlier = match unknown_since.take() {
+                                    Some(first_sent) => tokio::time::timeout_at(
+                                        deadline,
+                                        self.own_write_landed(revision),
+                                    )
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .map(|landed| (landed, first_sent)),
+                                    None => None,
+                                };
+                                if earlier.is_none() {
+                                    self.failure("renewal rejected: the lease moved on", &err);
+                                    // Who holds it now is unknown: read it before anything else.
+                                    self.view = None;
+                                    break LeadEnd::Lost(LossCause::Superseded);
+                                }
+                                earlier
                             }
                             StoreErrorKind::BucketMissing => break LeadEnd::Lost(LossCause::Deleted),
                             _ => {
+                                // It may still land: remember the earliest such send time.
+                                unknown_since.get_or_insert(sent_at);
                                 self.failure("renewal failed; retrying until the step-down point", &err);
                                 next_renew = Instant::now() + timings.renew_interval / 4;
+                                None
                             }
                         },
+                    };
+                    if let Some((new_revision, anchor)) = landed {
+                        unknown_since = None;
+                        revision = new_revision;
+                        deadline = anchor + timings.step_down_after();
+                        lease.renewed(revision, deadline);
+                        self.own_view(revision, anchor);
+                        next_renew = anchor + timings.renew_interval;
                     }
                 }
                 _ = sleep_until(next_renew), if renewal.is_none() => {
@@ -634,9 +699,11 @@ impl Elector {
             expected_revision: revision,
             value: self.record.clone(),
             ttl: self.config.timings.server_ttl,
-            write_id: format!("{}:{}:{}", self.me.instance, self.store.epoch(), revision),
-            // Never wait past the step-down point: no renewal may count after it.
-            timeout: deadline.saturating_duration_since(sent_at),
+            // Never wait past the step-down point: no renewal may count after it. Wait less if
+            // that leaves time to retry a renewal whose acknowledgement was lost.
+            timeout: deadline
+                .saturating_duration_since(sent_at)
+                .min(request_timeout(&self.config)),
         };
         Box::pin(async move { (sent_at, store.write(request).await) })
     }
