@@ -332,13 +332,16 @@ impl Elector {
         self.next_read_at = Instant::now() + self.config.timings.renew_interval;
         match self.store.read(request_timeout(&self.config)).await {
             Ok(key) => {
-                let behind = self
-                    .view
-                    .as_ref()
-                    .is_some_and(|v| key.revision > v.key.revision);
-                if behind && self.watch.is_some() {
+                let now = Instant::now();
+                let silent = self.view.as_ref().is_some_and(|v| {
+                    !v.key.is_vacant()
+                        && now >= v.seen_at + self.lease_of(v)
+                        && key.revision > v.key.revision
+                });
+                if silent && self.watch.is_some() {
                     // Nothing arrived on the watch for a lease duration although the key moved
-                    // on: the watch is silent. Replace it.
+                    // on: the watch is silent. Replace it. (A lost race at a vacancy is not
+                    // this: the winner's write simply has not been delivered yet.)
                     warn!(
                         election = self.election(),
                         "the watch missed changes; re-creating it"
