@@ -11,7 +11,7 @@ use std::time::Duration;
 /// for longer than `safety_margin` between checking its lease and acting.
 ///
 /// The defaults (500 ms lease, 100 ms renewals, 1 s server TTL) fail over a crashed leader in
-/// about half a second and ride out up to three lost renewals in a row. Larger values tolerate
+/// about half a second, and a leader rides out four failed renewals in a row. Larger values tolerate
 /// longer NATS hiccups (a stream-leader change in a 3-node cluster takes seconds) at the price of
 /// slower crash failover; graceful handover does not depend on them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,6 +53,12 @@ impl Timings {
         self.lease_duration
             .mul_f64(1.0 - self.clock_drift)
             .saturating_sub(self.safety_margin)
+    }
+
+    /// How long a call on the election path waits for an answer: half the time to the step-down
+    /// point, so a leader whose renewal went unanswered still has time to retry.
+    pub fn request_timeout(&self) -> Duration {
+        (self.step_down_after() / 2).max(Duration::from_millis(10))
     }
 }
 

@@ -119,6 +119,21 @@ impl Election {
     }
 
     /// The leadership state as a `watch` channel: changes are pushed, the latest is always there.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use leader_election::LeadershipState;
+    /// # async fn example(election: leader_election::Election) {
+    /// let mut state = election.state();
+    /// while state.changed().await.is_ok() {
+    ///     match &*state.borrow() {
+    ///         LeadershipState::Leading(lease) => println!("leading, token {}", lease.token()),
+    ///         LeadershipState::Following { leader, .. } => println!("following {leader:?}"),
+    ///         LeadershipState::NoLeader => println!("no leader"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn state(&self) -> watch::Receiver<LeadershipState> {
         self.state.clone()
     }
@@ -154,6 +169,17 @@ impl Election {
     /// # Errors
     /// [`ErrorKind::DrainTimedOut`] when the work outlasted the drain timeout (the lease is then
     /// left to expire), [`ErrorKind::Stopped`] when the election already ended.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(election: leader_election::Election) -> Result<(), leader_election::Error> {
+    /// // Before maintenance: hand leadership to a standby, which takes over in about a millisecond.
+    /// if election.is_leader() {
+    ///     election.resign().await?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn resign(&self) -> Result<(), Error> {
         self.send(Command::Resign).await
     }

@@ -17,7 +17,6 @@ use crate::config::ElectionConfig;
 use crate::error::{Error, ErrorKind};
 use crate::fencing::FencingToken;
 use crate::metrics::ElectionMetrics;
-use crate::nats::request_timeout;
 use crate::record::Holder;
 use crate::state::{LeadershipState, Lease, LeaseParts, LossCause};
 use crate::store::{
@@ -45,7 +44,8 @@ struct Observed {
 /// The acknowledged write that won a term.
 struct Won {
     revision: u64,
-    /// Send time of the first attempt of the write: the anchor of the step-down point.
+    /// Send time of the write that landed, or of the earliest attempt whose outcome was unknown:
+    /// the anchor of the step-down point.
     sent_at: Instant,
     previous: Option<Observed>,
 }
@@ -75,6 +75,9 @@ pub(crate) struct Elector {
     next_read_at: Instant,
     /// After a resign, leave the vacancy to the others for one lease duration.
     hold_off_until: Option<Instant>,
+    /// When the last warning about a failing call was logged: during an outage, failures are
+    /// logged at most once a second, the rest at debug level.
+    last_warning: Option<Instant>,
     /// The last term, while work registered on it still runs: no new term starts before it
     /// has stopped, so two terms' work never overlap in this process.
     last_term: Option<Lease>,
@@ -110,6 +113,7 @@ impl Elector {
             next_read_at: now,
             hold_off_until: None,
             last_term: None,
+            last_warning: None,
         }
     }
 
@@ -130,6 +134,20 @@ impl Elector {
 
     fn election(&self) -> &str {
         &self.config.election
+    }
+
+    /// Logs a failed store call: a warning at most once a second, debug otherwise.
+    fn failure(&mut self, what: &str, err: &StoreError) {
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            self.last_warning = Some(now);
+            warn!(election = self.election(), error = %err, "{what}");
+        } else {
+            debug!(election = self.election(), error = %err, "{what}");
+        }
     }
 
     fn lease_of(&self, view: &Observed) -> Duration {
@@ -229,19 +247,38 @@ impl Elector {
 
     fn publish_follower_state(&self, now: Instant) {
         let next = match &self.view {
+            // Our own last write, after our term ended, is nobody's leadership.
+            Some(view)
+                if view
+                    .holder
+                    .as_ref()
+                    .is_some_and(|h| h.instance == self.me.instance) =>
+            {
+                None
+            }
             Some(view) if !view.key.is_vacant() && now < view.seen_at + self.lease_of(view) => {
                 Some((view.holder.clone(), view.key.revision))
             }
             _ => None,
         };
         self.state.send_if_modified(|state| {
-            let unchanged = match (&*state, &next) {
-                (LeadershipState::NoLeader, None) => true,
+            let (unchanged, same_leader) = match (&*state, &next) {
+                (LeadershipState::NoLeader, None) => (true, true),
                 (LeadershipState::Following { leader, revision }, Some((h, r))) => {
-                    leader == h && revision == r
+                    (leader == h && revision == r, leader == h)
                 }
-                _ => false,
+                _ => (false, false),
             };
+            if !same_leader {
+                match &next {
+                    Some((leader, _)) => debug!(
+                        election = self.election(),
+                        leader = leader.as_ref().map_or("<unknown>", |h| h.identity.as_str()),
+                        "following"
+                    ),
+                    None => debug!(election = self.election(), "no leader"),
+                }
+            }
             if !unchanged {
                 *state = match next {
                     Some((leader, revision)) => LeadershipState::Following { leader, revision },
@@ -293,15 +330,18 @@ impl Elector {
     /// Re-reads the key from the stream leader.
     async fn refresh(&mut self) {
         self.next_read_at = Instant::now() + self.config.timings.renew_interval;
-        match self.store.read(request_timeout(&self.config)).await {
+        match self.store.read(self.config.timings.request_timeout()).await {
             Ok(key) => {
-                let behind = self
-                    .view
-                    .as_ref()
-                    .is_some_and(|v| key.revision > v.key.revision);
-                if behind && self.watch.is_some() {
+                let now = Instant::now();
+                let silent = self.view.as_ref().is_some_and(|v| {
+                    !v.key.is_vacant()
+                        && now >= v.seen_at + self.lease_of(v)
+                        && key.revision > v.key.revision
+                });
+                if silent && self.watch.is_some() {
                     // Nothing arrived on the watch for a lease duration although the key moved
-                    // on: the watch is silent. Replace it.
+                    // on: the watch is silent. Replace it. (A lost race at a vacancy is not
+                    // this: the winner's write simply has not been delivered yet.)
                     warn!(
                         election = self.election(),
                         "the watch missed changes; re-creating it"
@@ -312,11 +352,11 @@ impl Elector {
                 self.observe(key, true);
             }
             Err(err) if err.kind() == StoreErrorKind::BucketMissing => {
-                warn!(election = self.election(), error = %err, "the bucket is missing; no leader until it is back");
+                self.failure("the bucket is missing; no leader until it is back", &err);
                 self.view = None;
             }
             Err(err) => {
-                warn!(election = self.election(), error = %err, "reading the election key failed");
+                self.failure("reading the election key failed", &err);
             }
         }
     }
@@ -333,7 +373,7 @@ impl Elector {
         match opened {
             Ok(watch) => self.watch = Some(watch),
             Err(err) => {
-                warn!(election = self.election(), error = %err, "watching the election key failed; retrying");
+                self.failure("watching the election key failed; retrying", &err);
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
         }
@@ -343,7 +383,7 @@ impl Elector {
         match event {
             Some(Ok(key)) => self.observe(key, false),
             Some(Err(err)) => {
-                warn!(election = self.election(), error = %err, "the watch failed; re-creating it");
+                self.failure("the watch failed; re-creating it", &err);
                 self.watch = None;
                 self.watch_retry_at = Instant::now() + self.config.timings.renew_interval;
             }
@@ -365,18 +405,17 @@ impl Elector {
     async fn acquire(&mut self, expected: u64) -> Option<Won> {
         let timings = self.config.timings;
         let previous = self.view.clone();
-        let sent_at = Instant::now();
-        // The same id on every attempt: a retry after a timeout learns whether the first landed.
-        let write_id = format!("{}:{}:{}", self.me.instance, self.store.epoch(), expected);
+        let first_sent = Instant::now();
+        let mut outcome_unknown = false;
         loop {
+            let sent_at = Instant::now();
             let request = WriteRequest {
                 expected_revision: expected,
                 value: self.record.clone(),
                 ttl: timings.server_ttl,
-                write_id: write_id.clone(),
-                timeout: request_timeout(&self.config),
+                timeout: self.config.timings.request_timeout(),
             };
-            match self.store.write(request).await {
+            let err = match self.store.write(request).await {
                 Ok(revision) => {
                     return Some(Won {
                         revision,
@@ -384,31 +423,73 @@ impl Elector {
                         previous,
                     });
                 }
-                Err(err) => match err.kind() {
-                    StoreErrorKind::Conflict => {
-                        debug!(
-                            election = self.election(),
-                            expected, "lost the race for the key"
-                        );
-                        self.refresh().await;
-                        return None;
+                Err(err) => err,
+            };
+            match err.kind() {
+                StoreErrorKind::Conflict => {
+                    if outcome_unknown && let Some(revision) = self.own_write_landed(expected).await
+                    {
+                        // An earlier attempt landed although its acknowledgement was lost; its
+                        // send time anchors the lease.
+                        return Some(Won {
+                            revision,
+                            sent_at: first_sent,
+                            previous,
+                        });
                     }
-                    StoreErrorKind::TimedOut if sent_at.elapsed() < timings.step_down_after() => {
-                        warn!(election = self.election(), error = %err, "acquisition outcome unknown; asking again");
-                    }
-                    StoreErrorKind::BucketMissing => {
-                        warn!(election = self.election(), error = %err, "the bucket is missing; no leader until it is back");
-                        self.next_attempt_at = Instant::now() + timings.renew_interval;
-                        self.view = None;
-                        return None;
-                    }
-                    _ => {
-                        warn!(election = self.election(), error = %err, "acquisition failed");
-                        self.next_attempt_at = Instant::now() + timings.renew_interval;
-                        self.refresh().await;
-                        return None;
-                    }
-                },
+                    debug!(
+                        election = self.election(),
+                        expected, "lost the race for the key"
+                    );
+                    self.refresh().await;
+                    return None;
+                }
+                StoreErrorKind::BucketMissing => {
+                    self.failure("the bucket is missing; no leader until it is back", &err);
+                    self.next_attempt_at = Instant::now() + timings.renew_interval;
+                    self.view = None;
+                    return None;
+                }
+                StoreErrorKind::TimedOut | StoreErrorKind::Unavailable
+                    if first_sent.elapsed() < timings.step_down_after() =>
+                {
+                    outcome_unknown = true;
+                    self.failure("acquisition outcome unknown; trying again", &err);
+                    tokio::time::sleep(timings.renew_interval / 4).await;
+                }
+                _ => {
+                    self.failure("acquisition failed", &err);
+                    self.next_attempt_at = Instant::now() + timings.renew_interval;
+                    self.refresh().await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// After a write whose outcome was unknown was followed by a conflict: whether the key now
+    /// holds our record at a revision past `expected`, that is, whether the unknown write landed.
+    ///
+    /// nats-server checks the expected revision before the message-id deduplication, so a retry
+    /// cannot learn the first attempt's outcome; a read at the stream leader can. Only this
+    /// process writes records with its instance, so such a record is that write.
+    fn own_write_landed(
+        &self,
+        expected: u64,
+    ) -> impl Future<Output = Option<u64>> + Send + 'static {
+        let store = self.store.clone();
+        let instance = self.me.instance.clone();
+        let timeout = self.config.timings.request_timeout();
+        async move {
+            let key = store.read(timeout).await.ok()?;
+            match &key.value {
+                KeyValue::Held(value)
+                    if key.revision > expected
+                        && Holder::decode(value).is_some_and(|h| h.instance == instance) =>
+                {
+                    Some(key.revision)
+                }
+                _ => None,
             }
         }
     }
@@ -456,6 +537,9 @@ impl Elector {
 
         let mut next_renew = won.sent_at + timings.renew_interval;
         let mut renewal: Option<BoxFuture<'static, (Instant, Result<u64, StoreError>)>> = None;
+        // Send time of the earliest renewal since the last acknowledged one whose outcome is
+        // unknown (timed out, or the connection failed).
+        let mut unknown_since: Option<Instant> = None;
         let mut release: Option<(Command, Instant)> = None;
         let end = loop {
             tokio::select! {
@@ -475,27 +559,48 @@ impl Elector {
                 (sent_at, result) = poll_opt(&mut renewal) => {
                     renewal = None;
                     self.metrics.renewal(self.election(), sent_at.elapsed(), result.is_ok());
-                    match result {
-                        Ok(new_revision) => {
-                            revision = new_revision;
-                            deadline = sent_at + timings.step_down_after();
-                            lease.renewed(revision, deadline);
-                            self.own_view(revision, sent_at);
-                            next_renew = sent_at + timings.renew_interval;
-                        }
+                    let landed = match result {
+                        Ok(new_revision) => Some((new_revision, sent_at)),
                         Err(err) => match err.kind() {
                             StoreErrorKind::Conflict => {
-                                warn!(election = self.election(), error = %err, "renewal rejected: the lease moved on");
-                                // Who holds it now is unknown: read it before anything else.
-                                self.view = None;
-                                break LeadEnd::Lost(LossCause::Superseded);
+                                // A conflict after a renewal with unknown outcome may be that
+                                // renewal's own doing: look before giving up the term.
+                                let earlier = match unknown_since.take() {
+                                    Some(first_sent) => tokio::time::timeout_at(
+                                        deadline,
+                                        self.own_write_landed(revision),
+                                    )
+                                    .await
+                                    .ok()
+                                    .flatten()
+                                    .map(|landed| (landed, first_sent)),
+                                    None => None,
+                                };
+                                if earlier.is_none() {
+                                    self.failure("renewal rejected: the lease moved on", &err);
+                                    // Who holds it now is unknown: read it before anything else.
+                                    self.view = None;
+                                    break LeadEnd::Lost(LossCause::Superseded);
+                                }
+                                earlier
                             }
                             StoreErrorKind::BucketMissing => break LeadEnd::Lost(LossCause::Deleted),
                             _ => {
-                                warn!(election = self.election(), error = %err, "renewal failed; retrying until the step-down point");
+                                // It may still land: remember the earliest such send time.
+                                unknown_since.get_or_insert(sent_at);
+                                self.failure("renewal failed; retrying until the step-down point", &err);
                                 next_renew = Instant::now() + timings.renew_interval / 4;
+                                None
                             }
                         },
+                    };
+                    if let Some((new_revision, anchor)) = landed {
+                        unknown_since = None;
+                        revision = new_revision;
+                        deadline = anchor + timings.step_down_after();
+                        lease.renewed(revision, deadline);
+                        self.own_view(revision, anchor);
+                        next_renew = anchor + timings.renew_interval;
                     }
                 }
                 _ = sleep_until(next_renew), if renewal.is_none() => {
@@ -597,9 +702,11 @@ impl Elector {
             expected_revision: revision,
             value: self.record.clone(),
             ttl: self.config.timings.server_ttl,
-            write_id: format!("{}:{}:{}", self.me.instance, self.store.epoch(), revision),
-            // Never wait past the step-down point: no renewal may count after it.
-            timeout: deadline.saturating_duration_since(sent_at),
+            // Never wait past the step-down point: no renewal may count after it. Wait less if
+            // that leaves time to retry a renewal whose acknowledgement was lost.
+            timeout: deadline
+                .saturating_duration_since(sent_at)
+                .min(self.config.timings.request_timeout()),
         };
         Box::pin(async move { (sent_at, store.write(request).await) })
     }
@@ -644,7 +751,7 @@ impl Elector {
                 );
             }
             Err(err) => {
-                warn!(election = self.election(), error = %err, "releasing the key failed; it will expire");
+                self.failure("releasing the key failed; it will expire", &err);
             }
         }
     }

@@ -19,6 +19,22 @@ use crate::store::{
 };
 
 /// A bucket shared by several [`MemoryStore`] clients.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use leader_election::{Election, ElectionConfig, MemoryBucket};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let bucket = MemoryBucket::new();
+/// let election = Election::builder(ElectionConfig::new("test-replica"))
+///     .start_with_store(Arc::new(bucket.store("leader")))
+///     .unwrap();
+/// let lease = election.leading().await.unwrap();
+/// assert_eq!(lease.token().revision, 1);
+/// # }
+/// ```
 #[derive(Clone, Default)]
 pub struct MemoryBucket {
     inner: Arc<Mutex<Bucket>>,
@@ -28,7 +44,6 @@ pub struct MemoryBucket {
 struct Bucket {
     last_revision: u64,
     keys: HashMap<String, KeyState>,
-    write_ids: HashMap<String, u64>,
     watchers: HashMap<String, broadcast::Sender<KeyState>>,
     missing: bool,
     /// Bumped each time the bucket is created again, like a stream's creation time.
@@ -85,6 +100,7 @@ impl MemoryBucket {
             key: key.to_string(),
             cut_off: Arc::new(AtomicBool::new(false)),
             latency: Arc::default(),
+            lose_next_ack: Arc::default(),
         }
     }
 
@@ -108,7 +124,6 @@ impl MemoryBucket {
         let mut bucket = self.lock();
         if missing {
             bucket.keys.clear();
-            bucket.write_ids.clear();
             bucket.last_revision = 0;
         }
         if bucket.missing && !missing {
@@ -129,6 +144,7 @@ pub struct MemoryStore {
     key: String,
     cut_off: Arc<AtomicBool>,
     latency: Arc<Mutex<Duration>>,
+    lose_next_ack: Arc<AtomicBool>,
 }
 
 impl MemoryStore {
@@ -149,6 +165,12 @@ impl MemoryStore {
         if !latency.is_zero() {
             tokio::time::sleep(latency / 2).await;
         }
+    }
+
+    /// Applies the next write but loses its acknowledgement: the call times out, as when a
+    /// connection fails right after sending.
+    pub fn lose_next_acknowledgement(&self) {
+        self.lose_next_ack.store(true, Ordering::SeqCst);
     }
 
     fn is_cut_off(&self) -> bool {
@@ -209,18 +231,17 @@ impl LeaseStore for MemoryStore {
             self.half_trip().await;
             let result = {
                 let mut bucket = self.bucket.lock();
-                match bucket.write_ids.get(&request.write_id) {
-                    Some(&revision) => Ok(revision),
-                    None => bucket
-                        .check(&self.key, request.expected_revision)
-                        .map(|()| {
-                            let revision = bucket.store(&self.key, KeyValue::Held(request.value));
-                            bucket.write_ids.insert(request.write_id, revision);
-                            self.expire_after(revision, request.ttl);
-                            revision
-                        }),
-                }
+                bucket
+                    .check(&self.key, request.expected_revision)
+                    .map(|()| {
+                        let revision = bucket.store(&self.key, KeyValue::Held(request.value));
+                        self.expire_after(revision, request.ttl);
+                        revision
+                    })
             };
+            if result.is_ok() && self.lose_next_ack.swap(false, Ordering::SeqCst) {
+                return self.unanswered(request.timeout).await;
+            }
             self.half_trip().await;
             result
         })

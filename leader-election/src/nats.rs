@@ -10,10 +10,14 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, kv, stream};
 use async_nats::{Client, HeaderMap, Request, RequestErrorKind};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::config::ElectionConfig;
 use crate::error::{Error, ErrorKind};
@@ -38,13 +42,15 @@ mod code {
 const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
 const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
 const MESSAGE_TTL: &str = "Nats-TTL";
-const MESSAGE_ID: &str = "Nats-Msg-Id";
 const MARKER_REASON: &str = "Nats-Marker-Reason";
 const KV_OPERATION: &str = "KV-Operation";
 
 /// How long the server keeps the delete marker of an expired key. Long enough for every standby
 /// to see it; after that the key is simply empty, which acquisition handles the same way.
 const MARKER_TTL: Duration = Duration::from_secs(60);
+
+/// Timeout of bucket and consumer management requests.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The oldest server that honours per-message TTLs and the fencing headers; older ones ignore
 /// them silently.
@@ -80,9 +86,10 @@ impl NatsStore {
     pub async fn open(client: Client, config: &ElectionConfig) -> Result<NatsStore, Error> {
         config.validate()?;
         check_server_version(&client.server_info().version)?;
-        let timeout = request_timeout(config);
+        // Creating a replicated bucket or a watch consumer can take seconds in a cluster; calls on
+        // the election path carry their own, shorter timeouts.
         let jetstream = jetstream::ContextBuilder::new()
-            .timeout(timeout)
+            .timeout(ADMIN_TIMEOUT)
             .build(client.clone());
         let info = ensure_bucket(&jetstream, config).await?;
         let kv = jetstream
@@ -106,13 +113,14 @@ impl NatsStore {
         })
     }
 
-    async fn publish(
+    /// One request with its own timeout; returns the reply's payload.
+    async fn request(
         &self,
         subject: String,
         headers: HeaderMap,
         payload: Bytes,
         timeout: Duration,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Bytes, StoreError> {
         let request = Request::new()
             .headers(headers)
             .payload(payload)
@@ -125,20 +133,28 @@ impl NatsStore {
             .map_err(|err| match err.kind() {
                 RequestErrorKind::TimedOut => StoreError::new(
                     StoreErrorKind::TimedOut,
-                    format!("no acknowledgement for {subject} within {timeout:?}"),
+                    format!("no answer on {subject} within {timeout:?}"),
                 ),
                 RequestErrorKind::NoResponders => StoreError::new(
                     StoreErrorKind::Unavailable,
-                    format!("no stream answered on {subject}: the bucket is missing or JetStream is down"),
+                    format!(
+                        "nobody answered on {subject}: the bucket is missing or JetStream is down"
+                    ),
                 ),
                 _ => StoreError::new(StoreErrorKind::Unavailable, err.to_string()),
             })?;
-        let ack: PublishReply = serde_json::from_slice(&reply.payload).map_err(|err| {
-            StoreError::new(
-                StoreErrorKind::Other,
-                format!("unreadable acknowledgement: {err}"),
-            )
-        })?;
+        Ok(reply.payload)
+    }
+
+    async fn publish(
+        &self,
+        subject: String,
+        headers: HeaderMap,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<u64, StoreError> {
+        let reply = self.request(subject, headers, payload, timeout).await?;
+        let ack: PublishReply = parse_reply(&reply)?;
         match ack.error {
             Some(error) => Err(api_error(error)),
             None => Ok(ack.seq),
@@ -160,50 +176,39 @@ impl NatsStore {
         Ok(())
     }
 
-    async fn read_last(&self) -> Result<KeyState, StoreError> {
-        let stream = self
-            .inner
-            .jetstream
-            .get_stream_no_info(stream_name(&self.inner.bucket))
-            .await
-            .map_err(|err| StoreError::new(StoreErrorKind::Unavailable, err.to_string()))?;
-        // The stream API (not direct get) is answered by the stream leader, so the answer reflects
-        // every acknowledged write; a direct get may come from a lagging replica.
-        match stream
-            .get_last_raw_message_by_subject(&self.inner.subject)
-            .await
-        {
-            Ok(message) => Ok(KeyState {
-                revision: message.sequence,
-                value: key_value(Some(&message.headers), message.payload),
-                written_at: Some(SystemTime::from(message.time)),
-            }),
-            Err(err) => match err.kind() {
-                stream::LastRawMessageErrorKind::NoMessageFound => Ok(KeyState::empty()),
-                stream::LastRawMessageErrorKind::JetStream(error) => {
-                    let code = error.error_code().0;
-                    if code == code::NO_MESSAGE_FOUND {
-                        Ok(KeyState::empty())
-                    } else if code == code::STREAM_NOT_FOUND {
-                        Err(bucket_missing(&self.inner.bucket))
-                    } else {
-                        Err(StoreError::new(StoreErrorKind::Other, error.to_string()))
-                    }
-                }
-                _ => Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    err.to_string(),
-                )),
-            },
+    /// Reads the key's last message through the stream API, which the stream leader answers,
+    /// so the answer reflects every acknowledged write (a direct get may come from a lagging
+    /// replica).
+    async fn read_last(&self, timeout: Duration) -> Result<KeyState, StoreError> {
+        let request = serde_json::json!({ "last_by_subj": self.inner.subject });
+        let reply = self
+            .request(
+                format!("$JS.API.STREAM.MSG.GET.{}", stream_name(&self.inner.bucket)),
+                HeaderMap::new(),
+                Bytes::from(request.to_string()),
+                timeout,
+            )
+            .await?;
+        let reply: MessageReply = parse_reply(&reply)?;
+        match (reply.message, reply.error) {
+            (_, Some(error)) if error.err_code == code::NO_MESSAGE_FOUND => Ok(KeyState::empty()),
+            (_, Some(error)) if error.err_code == code::STREAM_NOT_FOUND => {
+                Err(bucket_missing(&self.inner.bucket))
+            }
+            (_, Some(error)) => Err(api_error(error)),
+            (Some(message), None) => message.into_key_state(),
+            (None, None) => Err(StoreError::new(
+                StoreErrorKind::Other,
+                "a message-get reply with neither message nor error",
+            )),
         }
     }
 }
 
 impl LeaseStore for NatsStore {
-    fn read(&self, _timeout: Duration) -> BoxFuture<'_, Result<KeyState, StoreError>> {
-        // The JetStream context carries the request timeout set at open.
+    fn read(&self, timeout: Duration) -> BoxFuture<'_, Result<KeyState, StoreError>> {
         Box::pin(async move {
-            let result = self.read_last().await;
+            let result = self.read_last(timeout).await;
             match &result {
                 Err(err) if err.kind() == StoreErrorKind::BucketMissing => {
                     self.inner.epoch_stale.store(true, Ordering::Release);
@@ -224,7 +229,6 @@ impl LeaseStore for NatsStore {
             request.expected_revision.to_string().as_str(),
         );
         headers.insert(MESSAGE_TTL, request.ttl.as_secs().to_string().as_str());
-        headers.insert(MESSAGE_ID, request.write_id.as_str());
         Box::pin(self.publish(
             self.inner.subject.clone(),
             headers,
@@ -309,6 +313,70 @@ struct PublishReply {
 }
 
 #[derive(Deserialize)]
+struct MessageReply {
+    message: Option<StoredMessage>,
+    error: Option<ApiError>,
+}
+
+#[derive(Deserialize)]
+struct StoredMessage {
+    seq: u64,
+    #[serde(default)]
+    hdrs: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+    time: String,
+}
+
+impl StoredMessage {
+    fn into_key_state(self) -> Result<KeyState, StoreError> {
+        let decode = |field: Option<String>| -> Result<Vec<u8>, StoreError> {
+            field.map_or(Ok(Vec::new()), |text| {
+                BASE64.decode(text).map_err(|err| {
+                    StoreError::new(StoreErrorKind::Other, format!("undecodable message: {err}"))
+                })
+            })
+        };
+        let headers = decode(self.hdrs)?;
+        let header = |name: &str| header_value(&headers, name);
+        let value = match header(KV_OPERATION).as_deref() {
+            Some("DEL") => KeyValue::Vacant(Vacancy::Deleted),
+            Some("PURGE") => KeyValue::Vacant(Vacancy::Purged),
+            _ if header(MARKER_REASON).is_some() => KeyValue::Vacant(Vacancy::Purged),
+            _ => KeyValue::Held(Bytes::from(decode(self.data)?)),
+        };
+        let written_at = OffsetDateTime::parse(&self.time, &Rfc3339)
+            .ok()
+            .map(SystemTime::from);
+        Ok(KeyState {
+            revision: self.seq,
+            value,
+            written_at,
+        })
+    }
+}
+
+/// The value of header `name` in a NATS header block (`NATS/1.0\r\nName: value\r\n...`).
+fn header_value(block: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(block)
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim().to_string())
+        })
+}
+
+fn parse_reply<T: serde::de::DeserializeOwned>(reply: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(reply).map_err(|err| {
+        StoreError::new(
+            StoreErrorKind::Other,
+            format!("unreadable JetStream reply: {err}"),
+        )
+    })
+}
+
+#[derive(Deserialize)]
 struct ApiError {
     #[serde(default)]
     code: u16,
@@ -339,20 +407,6 @@ fn bucket_missing(bucket: &str) -> StoreError {
         StoreErrorKind::BucketMissing,
         format!("bucket {bucket:?} does not exist"),
     )
-}
-
-fn key_value(headers: Option<&HeaderMap>, payload: Bytes) -> KeyValue {
-    let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
-    match header(KV_OPERATION) {
-        Some("DEL") => KeyValue::Vacant(Vacancy::Deleted),
-        Some("PURGE") => KeyValue::Vacant(Vacancy::Purged),
-        _ if header(MARKER_REASON).is_some() => KeyValue::Vacant(Vacancy::Purged),
-        _ => KeyValue::Held(payload),
-    }
-}
-
-pub(crate) fn request_timeout(config: &ElectionConfig) -> Duration {
-    (config.timings.step_down_after() / 2).max(Duration::from_millis(10))
 }
 
 fn stream_name(bucket: &str) -> String {

@@ -217,6 +217,19 @@ impl Lease {
 
     /// Registers running leader work. Resign and shutdown release the key only after every guard
     /// of the term is dropped (or the drain timeout passes, and then the lease is left to expire).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn flush_and_close() {}
+    /// # async fn example(lease: leader_election::Lease) {
+    /// let guard = lease.guard();
+    /// tokio::spawn(async move {
+    ///     lease.cancelled().await;
+    ///     flush_and_close().await; // the key is still ours while this runs
+    ///     drop(guard);             // now the release may go ahead
+    /// });
+    /// # }
+    /// ```
     pub fn guard(&self) -> WorkGuard {
         WorkGuard {
             _token: self.inner.work.token(),
@@ -232,6 +245,15 @@ impl Lease {
     /// [`ErrorKind::Conflict`] when the server rejected the write because the lease moved on.
     ///
     /// Cancel safe in the sense that dropping the future leaves the write either done or not done.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn example(lease: leader_election::Lease) -> Result<(), leader_election::Error> {
+    /// // Accepted only while this term holds the lease, even if this process was paused.
+    /// lease.put_fenced("scheduler.cursor", "2026-12-03T18:00:00Z".into()).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn put_fenced(&self, key: &str, value: Bytes) -> Result<u64, Error> {
         if !crate::config::is_valid_key(key) {
             return Err(Error::new(

@@ -67,8 +67,6 @@ pub struct WriteRequest {
     pub value: Bytes,
     /// Server-side TTL of the new message.
     pub ttl: Duration,
-    /// Deduplication id (`Nats-Msg-Id`): a retry with the same id learns the first attempt's outcome.
-    pub write_id: String,
     /// How long to wait for the acknowledgement.
     pub timeout: Duration,
 }

@@ -382,3 +382,52 @@ async fn a_fenced_write_succeeds_while_leading_and_is_rejected_after_the_term() 
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotLeader);
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_handle_releases_the_lease_like_shutdown() {
+    let bucket = MemoryBucket::new();
+    let (a, _) = start(&bucket, "a");
+    let lease = a.leading().await.unwrap();
+    let (b, _) = start(&bucket, "b");
+    sleep(Duration::from_millis(10)).await;
+    let dropped_at = Instant::now();
+    drop(a);
+    b.leading().await.unwrap();
+    assert_eq!(
+        Instant::now(),
+        dropped_at,
+        "handed over at once, not after the lease"
+    );
+    assert_eq!(lease.end_cause(), Some(LossCause::Shutdown));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewal_whose_acknowledgement_was_lost_is_recognised_and_the_term_goes_on() {
+    let bucket = MemoryBucket::new();
+    let (a, a_store) = start(&bucket, "a");
+    let lease = a.leading().await.unwrap();
+    let (b, _) = start(&bucket, "b");
+    sleep(Duration::from_millis(150)).await;
+    // The renewal lands but its acknowledgement is lost; the retry at the same revision
+    // conflicts with it, and a read at the stream leader shows it was ours.
+    a_store.lose_next_acknowledgement();
+    sleep(Duration::from_secs(2)).await;
+    assert!(lease.is_valid(), "ended: {:?}", lease.end_cause());
+    assert!(a.is_leader() && !b.is_leader());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_acquisition_whose_acknowledgement_was_lost_still_wins_the_term() {
+    let bucket = MemoryBucket::new();
+    let store = bucket.store(KEY);
+    store.lose_next_acknowledgement();
+    let a = Election::builder(ElectionConfig::new("a"))
+        .start_with_store(Arc::new(store))
+        .unwrap();
+    let lease = a.leading().await.unwrap();
+    assert_eq!(
+        lease.token().revision,
+        1,
+        "the write that landed, not a second one"
+    );
+}
