@@ -276,9 +276,7 @@ fn floor_benches(c: &mut Criterion, env: &mut Env) {
 /// A `NatsStore` on one key and the revision the next write expects.
 struct StoreKey {
     store: NatsStore,
-    key: String,
     revision: u64,
-    writes: u64,
 }
 
 impl StoreKey {
@@ -286,23 +284,15 @@ impl StoreKey {
         let store = NatsStore::open(client, &config(topology, key))
             .await
             .unwrap_or_else(|err| panic!("opening the store of {key}: {err}"));
-        StoreKey {
-            store,
-            key: key.to_string(),
-            revision: 0,
-            writes: 0,
-        }
+        StoreKey { store, revision: 0 }
     }
 
-    /// A write as the election makes it: CAS at `revision`, TTL, and a deduplication id unique
-    /// in the bucket (the server deduplicates per stream, not per key).
+    /// A write as the election makes it: CAS at `revision`, with the TTL.
     async fn write(&mut self) -> u64 {
-        self.writes += 1;
         let request = WriteRequest {
             expected_revision: self.revision,
             value: floor::record_like_payload(),
             ttl: TTL,
-            write_id: format!("bench:{}:{}:{}", self.key, self.revision, self.writes),
             timeout: Duration::from_secs(5),
         };
         self.revision = self

@@ -108,6 +108,7 @@ impl EchoResponder {
     pub async fn start(client: Client, subject: &str) -> Result<EchoResponder, FloorError> {
         let mut requests = client.subscribe(subject.to_string()).await?;
         client.flush().await?;
+        let probe = client.clone();
         let task = tokio::spawn(async move {
             while let Some(request) = requests.next().await {
                 if let Some(reply) = request.reply {
@@ -115,6 +116,15 @@ impl EchoResponder {
                 }
             }
         });
+        // `flush` only writes the SUB to the socket. A request on the same connection is
+        // processed after it, so once one is answered other connections' requests find the
+        // subscription too.
+        let ready = Instant::now();
+        while let Err(err) = probe.request(subject.to_string(), Bytes::new()).await {
+            if ready.elapsed() > PATIENCE {
+                return Err(format!("the echo responder never answered: {err}").into());
+            }
+        }
         Ok(EchoResponder { task })
     }
 }
@@ -138,6 +148,28 @@ pub async fn request_reply(client: &Client, subject: &str) -> Result<(), FloorEr
 
 /// The API error code of a CAS refused because another write to the key is in flight.
 const WRITE_IN_FLIGHT: &str = "\"err_code\":10164";
+
+/// A CAS at `expected`, sent again while the server answers 10164.
+///
+/// In a cluster the watch can deliver a write before the stream leader has finished with it,
+/// and a CAS on the same key sent at once is then refused with 10164, although `expected` is
+/// right; sending it again is the cheapest way on, and what the physical floor includes.
+async fn acquire(
+    client: &Client,
+    subject: &str,
+    expected: u64,
+    ttl: Duration,
+) -> Result<u64, FloorError> {
+    let mut attempts = 0;
+    loop {
+        match cas_publish(client, subject, expected, ttl, record_like_payload()).await {
+            Err(err) if err.to_string().contains(WRITE_IN_FLIGHT) && attempts < 100 => {
+                attempts += 1;
+            }
+            result => return result,
+        }
+    }
+}
 
 /// A bare handover, repeated: the "leader" connection deletes the key at its revision; a task
 /// on the "standby" connection watches the key and, when it sees the delete marker, acquires
@@ -176,16 +208,10 @@ impl RawHandover {
                     Ok(entry)
                         if entry.operation == async_nats::jetstream::kv::Operation::Delete =>
                     {
-                        cas_publish(
-                            &standby,
-                            &watched,
-                            entry.revision,
-                            ttl,
-                            record_like_payload(),
-                        )
-                        .await
-                        .map(|revision| (revision, Instant::now()))
-                        .map_err(|err| err.to_string())
+                        acquire(&standby, &watched, entry.revision, ttl)
+                            .await
+                            .map(|revision| (revision, Instant::now()))
+                            .map_err(|err| err.to_string())
                     }
                     Ok(_) => continue,
                     Err(err) => Err(err.to_string()),
