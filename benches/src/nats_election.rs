@@ -1,10 +1,15 @@
 //! Election scenarios on the library, one iteration at a time: graceful handover and crash
 //! takeover between a leader and a standby on separate connections.
 //!
-//! Each iteration starts a fresh standby (untimed) and waits until it follows the leader, so
-//! every iteration measures the same thing: a standby that watches the key, and a leader with no
-//! competitor in hold-off. The old leader leaves the election after the iteration; the standby
-//! has become the leader of the next one.
+//! Handovers go back and forth between two long-lived candidates: before each one the standby
+//! (the previous leader) has waited out the hold-off the library imposes after a resign (one
+//! lease duration, untimed) and follows the leader. A crash leaves one candidate, so each crash
+//! starts a fresh standby (untimed) and waits until it follows the leader.
+//!
+//! Candidates are not started per handover: every start opens a watch, whose consumer outlives
+//! it on the server for 30 s (async-nats's inactive threshold for ordered consumers), and
+//! nats-server 2.15 refuses a stream's 1,001st consumer by default, so hundreds of fresh standbys
+//! a second would measure the server's consumer limit, not the handover.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +36,8 @@ pub struct Candidates {
     clients: Vec<Client>,
     config: ElectionConfig,
     leader: Option<(Election, usize)>,
+    /// The last leader, following again, and when its hold-off after the resign ends.
+    spare: Option<(Election, usize, Instant)>,
     started: usize,
 }
 
@@ -49,6 +56,7 @@ impl Candidates {
             clients,
             config,
             leader: None,
+            spare: None,
             started: 0,
         };
         let first = candidates.start_candidate(0).await;
@@ -95,14 +103,7 @@ impl Candidates {
         let leader_client = self.leader.as_ref().map_or(0, |(_, c)| *c);
         let client = (leader_client + 1) % self.clients.len();
         let standby = self.start_candidate(client).await;
-        let mut state = standby.state();
-        tokio::time::timeout(
-            PATIENCE,
-            state.wait_for(|s| matches!(s, LeadershipState::Following { .. })),
-        )
-        .await
-        .expect("the standby did not see the leader in time")
-        .expect("the standby's election stopped");
+        wait_following(&standby).await;
         (standby, client)
     }
 
@@ -112,8 +113,15 @@ impl Candidates {
     /// # Panics
     /// When the election fails or the standby does not take over in time.
     pub async fn handover(&mut self) -> Duration {
-        let (standby, client) = self.start_standby().await;
-        let (leader, _) = self.leader.take().expect("a leader");
+        let (standby, client) = match self.spare.take() {
+            Some((spare, client, hold_off_ends)) => {
+                tokio::time::sleep_until(hold_off_ends.into()).await;
+                wait_following(&spare).await;
+                (spare, client)
+            }
+            None => self.start_standby().await,
+        };
+        let (leader, leader_client) = self.leader.take().expect("a leader");
         let successor = async {
             let lease = standby.leading().await;
             (Instant::now(), lease)
@@ -125,11 +133,11 @@ impl Candidates {
                 .expect("the standby did not take over within the patience");
         resigned.unwrap_or_else(|err| panic!("resign failed: {err}"));
         lease.unwrap_or_else(|err| panic!("the standby's election stopped: {err}"));
-        // Untimed: the old leader leaves (it holds nothing and is in its hold-off).
-        leader
-            .shutdown()
-            .await
-            .unwrap_or_else(|err| panic!("shutting the old leader down: {err}"));
+        // The library holds a resigned candidate off for one lease from the resign's return;
+        // 10 ms more absorbs scheduling.
+        let hold_off_ends =
+            Instant::now() + self.config.timings.lease_duration + Duration::from_millis(10);
+        self.spare = Some((leader, leader_client, hold_off_ends));
         self.leader = Some((standby, client));
         t1 - t0
     }
@@ -184,10 +192,25 @@ impl Candidates {
         }
     }
 
-    /// Shuts the leader down, releasing the key.
+    /// Shuts the leader and the spare down, releasing the key.
     pub async fn shutdown(mut self) {
         if let Some((leader, _)) = self.leader.take() {
             let _ = leader.shutdown().await;
         }
+        if let Some((spare, _, _)) = self.spare.take() {
+            let _ = spare.shutdown().await;
+        }
     }
+}
+
+/// Waits until `candidate` follows a leader.
+async fn wait_following(candidate: &Election) {
+    let mut state = candidate.state();
+    tokio::time::timeout(
+        PATIENCE,
+        state.wait_for(|s| matches!(s, LeadershipState::Following { .. })),
+    )
+    .await
+    .expect("the standby did not see the leader in time")
+    .expect("the standby's election stopped");
 }
