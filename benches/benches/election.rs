@@ -22,11 +22,12 @@
 //! Every iteration starts after an untimed idle pause, 100 ms unless `BENCH_IDLE_MS` says
 //! otherwise (see `idle_gap`).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use benches::floor::{self, EchoResponder, RawHandover};
-use benches::nats_election::Candidates;
+use benches::nats_election::{Candidates, CrashSample};
 use benches::samples::Report;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
@@ -38,6 +39,32 @@ use tokio::runtime::Runtime;
 use benches::etcd::{self, EtcdCandidates, EtcdServer, Storage};
 
 static REPORT: Report = Report::new();
+
+/// Crash iterations in which a standby led before the dead leader's lease ran out. They are
+/// not figures: the run prints them and fails at the end.
+static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The overhead of a crash sample, or `None` (recorded as a violation) when there is none.
+fn crash_overhead(
+    name: &str,
+    silence: &str,
+    sample: Result<CrashSample, String>,
+) -> Option<Duration> {
+    match sample {
+        Ok(sample) => {
+            REPORT.record(silence, sample.silence_to_leader);
+            Some(sample.overhead)
+        }
+        Err(violation) => {
+            eprintln!("SAFETY VIOLATION in {name}: {violation}");
+            VIOLATIONS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{name}: {violation}"));
+            None
+        }
+    }
+}
 
 /// The server-side TTL every write carries (the server's minimum, the library's default).
 const TTL: Duration = Duration::from_secs(1);
@@ -182,7 +209,7 @@ fn bench<F>(
     env: &mut Env,
     name: &str,
     setup: impl FnOnce(&mut Env) -> F,
-    mut iteration: impl AsyncFnMut(&mut F) -> Duration,
+    mut iteration: impl AsyncFnMut(&mut F) -> Option<Duration>,
 ) {
     let (_, id) = name.split_once('/').expect("names are group/id");
     let mut setup = Some(setup);
@@ -198,9 +225,11 @@ fn bench<F>(
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     tokio::time::sleep(idle_gap()).await;
-                    let spent = iteration(fixture).await;
-                    REPORT.record(name, spent);
-                    total += spent;
+                    // `None`: not a figure (a recorded violation); it adds nothing.
+                    if let Some(spent) = iteration(fixture).await {
+                        REPORT.record(name, spent);
+                        total += spent;
+                    }
                 }
                 total
             })
@@ -235,7 +264,7 @@ fn floor_benches(c: &mut Criterion, env: &mut Env) {
             floor::request_reply(client, "bench.echo")
                 .await
                 .expect("request/reply");
-            t0.elapsed()
+            Some(t0.elapsed())
         },
     );
 
@@ -264,7 +293,7 @@ fn floor_benches(c: &mut Criterion, env: &mut Env) {
                 )
                 .await
                 .expect("CAS publish");
-                t0.elapsed()
+                Some(t0.elapsed())
             },
         );
 
@@ -288,7 +317,7 @@ fn floor_benches(c: &mut Criterion, env: &mut Env) {
                     ))
                     .expect("starting the bare handover")
             },
-            async |handover| handover.once().await.expect("bare handover"),
+            async |handover| Some(handover.once().await.expect("bare handover")),
         );
     }
     group.finish();
@@ -353,7 +382,7 @@ fn store_benches(c: &mut Criterion, env: &mut Env) {
                 StoreKey::open(client.clone(), Topology::Single, &format!("empty-{keys}")).await;
             let t0 = Instant::now();
             key.write().await;
-            t0.elapsed()
+            Some(t0.elapsed())
         },
     );
 
@@ -377,7 +406,7 @@ fn store_benches(c: &mut Criterion, env: &mut Env) {
                 let spent = t0.elapsed();
                 // Untimed: release again, leaving a delete marker for the next acquisition.
                 key.delete().await;
-                spent
+                Some(spent)
             },
         );
 
@@ -396,7 +425,7 @@ fn store_benches(c: &mut Criterion, env: &mut Env) {
             async |key| {
                 let t0 = Instant::now();
                 key.write().await;
-                t0.elapsed()
+                Some(t0.elapsed())
             },
         );
     }
@@ -428,7 +457,7 @@ fn election_benches(c: &mut Criterion, env: &mut Env) {
                 env.rt
                     .block_on(Candidates::start(clients, config(topology, "handover")))
             },
-            async |candidates| candidates.handover().await,
+            async |candidates| Some(candidates.handover().await),
         );
     }
     group.finish();
@@ -445,10 +474,11 @@ fn election_benches(c: &mut Criterion, env: &mut Env) {
             }
             group.measurement_time(scaled(25.0 * (lease_ms as f64 / 1000.0 + 0.1)));
             let silence = format!("election/crash_silence/{}/{label}", topology.name());
+            let name = format!("election/crash_overhead/{}/{label}", topology.name());
             bench(
                 &mut group,
                 env,
-                &format!("election/crash_overhead/{}/{label}", topology.name()),
+                &name,
                 |env| {
                     let clients = env.nats_clients(topology);
                     let config = config(topology, &format!("crash-{label}"))
@@ -457,11 +487,7 @@ fn election_benches(c: &mut Criterion, env: &mut Env) {
                         .safety_margin(Duration::from_millis(margin_ms));
                     env.rt.block_on(Candidates::start(clients, config))
                 },
-                async |candidates| {
-                    let sample = candidates.crash().await;
-                    REPORT.record(&silence, sample.silence_to_leader);
-                    sample.overhead
-                },
+                async |candidates| crash_overhead(&name, &silence, candidates.crash().await),
             );
         }
     }
@@ -486,7 +512,7 @@ fn etcd_benches(c: &mut Criterion, env: &mut Env) {
                     env.rt
                         .block_on(EtcdCandidates::start(clients, "handover", TTL))
                 },
-                async |candidates| candidates.handover().await,
+                async |candidates| Some(candidates.handover().await),
             );
         }
     }
@@ -497,10 +523,11 @@ fn etcd_benches(c: &mut Criterion, env: &mut Env) {
     group.measurement_time(scaled(25.0 * 1.35));
     for topology in [Topology::Single, Topology::Cluster3] {
         let silence = format!("etcd/crash_silence/{}/ttl_1s", topology.name());
+        let name = format!("etcd/crash_overhead/{}/ttl_1s", topology.name());
         bench(
             &mut group,
             env,
-            &format!("etcd/crash_overhead/{}/ttl_1s", topology.name()),
+            &name,
             |env| {
                 let clients = env.etcd_clients(topology, Storage::Disk);
                 env.rt.block_on(EtcdCandidates::start(
@@ -509,11 +536,7 @@ fn etcd_benches(c: &mut Criterion, env: &mut Env) {
                     Duration::from_secs(1),
                 ))
             },
-            async |candidates| {
-                let sample = candidates.crash().await;
-                REPORT.record(&silence, sample.silence_to_leader);
-                sample.overhead
-            },
+            async |candidates| crash_overhead(&name, &silence, candidates.crash().await),
         );
     }
     group.finish();
@@ -604,4 +627,12 @@ fn main() {
     etcd_benches(&mut criterion, &mut env);
     criterion.final_summary();
     print_summary(&mut env);
+    let violations = VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner());
+    if !violations.is_empty() {
+        eprintln!("\n{} SAFETY VIOLATIONS:", violations.len());
+        for violation in violations.iter() {
+            eprintln!("  {violation}");
+        }
+        std::process::exit(1);
+    }
 }

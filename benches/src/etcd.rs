@@ -394,10 +394,12 @@ impl EtcdCandidates {
     /// One crash: the leader stops its keep-alives right after one was acknowledged, without
     /// revoking; the standby is elected once etcd expires the lease and deletes the leader's key.
     ///
+    /// # Errors
+    /// When the standby was elected before the lease could have expired.
+    ///
     /// # Panics
-    /// When etcd fails, the standby is not elected in time, or it is elected before the lease
-    /// could have expired.
-    pub async fn crash(&mut self) -> CrashSample {
+    /// When etcd fails or the standby is not elected in time.
+    pub async fn crash(&mut self) -> Result<CrashSample, String> {
         let standby = self.start_standby().await;
         let (session, _, _) = self.leader.take().expect("a leader");
         let mut renewed = session.last_renewal.clone();
@@ -413,17 +415,17 @@ impl EtcdCandidates {
             .expect("the standby was not elected in time")
             .expect("the campaign task failed");
         let silence_to_leader = t1 - last_sent;
-        let overhead = silence_to_leader.checked_sub(self.ttl).unwrap_or_else(|| {
-            panic!(
-                "etcd elected the standby {silence_to_leader:?} after the leader's last keep-alive, \
-                 before its {:?} lease could expire",
-                self.ttl
-            )
-        });
         self.leader = Some((standby.session, key, standby.client));
-        CrashSample {
-            silence_to_leader,
-            overhead,
+        match silence_to_leader.checked_sub(self.ttl) {
+            Some(overhead) => Ok(CrashSample {
+                silence_to_leader,
+                overhead,
+            }),
+            None => Err(format!(
+                "etcd elected the standby {silence_to_leader:?} after the leader's last keep-alive \
+                 was sent, before its {:?} lease could expire",
+                self.ttl
+            )),
         }
     }
 

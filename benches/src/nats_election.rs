@@ -146,10 +146,13 @@ impl Candidates {
     /// renewal is in flight and its last write is known), and the standby takes over once it has
     /// seen that write unchanged for a lease duration.
     ///
+    /// # Errors
+    /// When the standby led before the dead leader's lease ran out: a safety violation, never
+    /// to be reported as a figure; the message says what each side saw.
+    ///
     /// # Panics
-    /// When the election fails, the standby does not take over in time, or it takes over before
-    /// the dead leader's lease ran out (a safety violation, never to be reported as a figure).
-    pub async fn crash(&mut self) -> CrashSample {
+    /// When the election fails or the standby does not take over in time.
+    pub async fn crash(&mut self) -> Result<CrashSample, String> {
         let (standby, client) = self.start_standby().await;
         let (leader, _) = self.leader.take().expect("a leader");
         let lease = leader
@@ -169,26 +172,35 @@ impl Candidates {
         let timings = self.config.timings;
         // The lease's deadline is the last acknowledged write's send time + step_down_after.
         let last_sent = lease.deadline().into_std() - timings.step_down_after();
+        let at_abort = format!(
+            "leader token {} at revision {}, term ended: {:?}, standby state: {:?}",
+            lease.token(),
+            lease.revision(),
+            lease.end_cause(),
+            *standby.state().borrow()
+        );
         leader.abort();
-        tokio::time::timeout(PATIENCE, standby.leading())
+        let successor = tokio::time::timeout(PATIENCE, standby.leading())
             .await
             .expect("the standby did not take over in time")
             .unwrap_or_else(|err| panic!("the standby's election stopped: {err}"));
         let t1 = Instant::now();
         let silence_to_leader = t1 - last_sent;
-        let overhead = silence_to_leader
-            .checked_sub(timings.lease_duration)
-            .unwrap_or_else(|| {
-                panic!(
-                    "the standby took over {silence_to_leader:?} after the leader's last renewal, \
-                     before its lease of {:?} ran out: safety violated",
-                    timings.lease_duration
-                )
-            });
         self.leader = Some((standby, client));
-        CrashSample {
-            silence_to_leader,
-            overhead,
+        match silence_to_leader.checked_sub(timings.lease_duration) {
+            Some(overhead) => Ok(CrashSample {
+                silence_to_leader,
+                overhead,
+            }),
+            None => Err(format!(
+                "the standby led {silence_to_leader:?} after the leader's last acknowledged \
+                 renewal was sent, before its lease of {:?} ran out. At the abort: {at_abort}. \
+                 The standby's term: token {}, previous leader {:?}, leaderless {:?}",
+                timings.lease_duration,
+                successor.token(),
+                successor.previous_leader().map(|h| &h.identity),
+                successor.leaderless(),
+            )),
         }
     }
 
