@@ -380,6 +380,8 @@ fn store_benches(c: &mut Criterion, env: &mut Env) {
             *keys += 1;
             let mut key =
                 StoreKey::open(client.clone(), Topology::Single, &format!("empty-{keys}")).await;
+            // Idle again, as before every other timed write.
+            tokio::time::sleep(idle_gap()).await;
             let t0 = Instant::now();
             key.write().await;
             Some(t0.elapsed())
