@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use benches::floor::{self, EchoResponder, RawHandover};
-use benches::nats_election::{Candidates, CrashSample};
+use benches::nats_election::{Candidates, CrashOutcome};
 use benches::samples::Report;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
@@ -44,16 +44,28 @@ static REPORT: Report = Report::new();
 /// not figures: the run prints them and fails at the end.
 static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The overhead of a crash sample, or `None` (recorded as a violation) when there is none.
+/// Crash iterations in which the aborted election released the key (see
+/// `CrashOutcome::Released`), by bench: not figures, counted and printed.
+static RELEASED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The overhead of a crash takeover; `None` (not a figure) for a released key, which is
+/// counted, or a violation, which is recorded.
 fn crash_overhead(
     name: &str,
     silence: &str,
-    sample: Result<CrashSample, String>,
+    outcome: Result<CrashOutcome, String>,
 ) -> Option<Duration> {
-    match sample {
-        Ok(sample) => {
+    match outcome {
+        Ok(CrashOutcome::TakenOver(sample)) => {
             REPORT.record(silence, sample.silence_to_leader);
             Some(sample.overhead)
+        }
+        Ok(CrashOutcome::Released) => {
+            RELEASED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(name.to_string());
+            None
         }
         Err(violation) => {
             eprintln!("SAFETY VIOLATION in {name}: {violation}");
@@ -629,6 +641,14 @@ fn main() {
     etcd_benches(&mut criterion, &mut env);
     criterion.final_summary();
     print_summary(&mut env);
+    let released = RELEASED.lock().unwrap_or_else(|e| e.into_inner());
+    if !released.is_empty() {
+        println!(
+            "\naborted leaders that released the key instead of crashing (not counted): {} ({:?})",
+            released.len(),
+            *released
+        );
+    }
     let violations = VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner());
     if !violations.is_empty() {
         eprintln!("\n{} SAFETY VIOLATIONS:", violations.len());

@@ -24,7 +24,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::PATIENCE;
-use crate::nats_election::CrashSample;
+use crate::nats_election::{CrashOutcome, CrashSample};
+
+/// How long a standby has been campaigning before a handover.
+const STANDBY_SETTLE: Duration = Duration::from_millis(300);
 
 /// etcd's heartbeat interval used here (its default is 100 ms).
 pub const HEARTBEAT_INTERVAL_MS: u64 = 50;
@@ -374,6 +377,11 @@ impl EtcdCandidates {
     /// When etcd fails or the standby is not elected in time.
     pub async fn handover(&mut self) -> Duration {
         let standby = self.start_standby().await;
+        // etcd delivers events to a watcher that started in the past (the campaign's wait for
+        // the leader's key) from a loop that runs every 100 ms until it has caught up; a standby
+        // that campaigned a moment ago would measure that loop. Like the NATS standby, which
+        // has waited out a hold-off, this one has been waiting a while.
+        tokio::time::sleep(STANDBY_SETTLE).await;
         let (session, key, _) = self.leader.take().expect("a leader");
         let mut resigner = session.client.clone();
         let t0 = Instant::now();
@@ -399,7 +407,7 @@ impl EtcdCandidates {
     ///
     /// # Panics
     /// When etcd fails or the standby is not elected in time.
-    pub async fn crash(&mut self) -> Result<CrashSample, String> {
+    pub async fn crash(&mut self) -> Result<CrashOutcome, String> {
         let standby = self.start_standby().await;
         let (session, _, _) = self.leader.take().expect("a leader");
         let mut renewed = session.last_renewal.clone();
@@ -417,10 +425,10 @@ impl EtcdCandidates {
         let silence_to_leader = t1 - last_sent;
         self.leader = Some((standby.session, key, standby.client));
         match silence_to_leader.checked_sub(self.ttl) {
-            Some(overhead) => Ok(CrashSample {
+            Some(overhead) => Ok(CrashOutcome::TakenOver(CrashSample {
                 silence_to_leader,
                 overhead,
-            }),
+            })),
             None => Err(format!(
                 "etcd elected the standby {silence_to_leader:?} after the leader's last keep-alive \
                  was sent, before its {:?} lease could expire",

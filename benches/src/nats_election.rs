@@ -21,6 +21,19 @@ use crate::PATIENCE;
 /// How often a candidate's start is tried when it fails with a retryable error.
 const START_ATTEMPTS: u32 = 5;
 
+/// What followed an aborted leader.
+#[derive(Debug, Clone, Copy)]
+pub enum CrashOutcome {
+    /// The standby took over once the lease ran out.
+    TakenOver(CrashSample),
+    /// The aborted election task released the key before it stopped, so the standby took over
+    /// at once: `Election::abort` consumes the handle, which closes the command channel; a task
+    /// that is still running when `abort` is called (tokio cancels it only at its next yield)
+    /// reads that as a shutdown and deletes the key. Safe (its work was cancelled first), but not
+    /// a crash, so not a figure.
+    Released,
+}
+
 /// One crash takeover.
 #[derive(Debug, Clone, Copy)]
 pub struct CrashSample {
@@ -152,7 +165,7 @@ impl Candidates {
     ///
     /// # Panics
     /// When the election fails or the standby does not take over in time.
-    pub async fn crash(&mut self) -> Result<CrashSample, String> {
+    pub async fn crash(&mut self) -> Result<CrashOutcome, String> {
         let (standby, client) = self.start_standby().await;
         let (leader, _) = self.leader.take().expect("a leader");
         let lease = leader
@@ -169,6 +182,11 @@ impl Candidates {
         })
         .await
         .expect("the leader did not renew in time");
+        // The revision moves while the election task is still running; let it go idle first.
+        // Aborting a running task lets that poll finish, and the handle `abort` consumes closes
+        // the command channel, which the task reads as a shutdown and answers by releasing the
+        // key (see `CrashSample` and the abort race counted in `crash`).
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let timings = self.config.timings;
         // The lease's deadline is the last acknowledged write's send time + step_down_after.
         let last_sent = lease.deadline().into_std() - timings.step_down_after();
@@ -187,11 +205,16 @@ impl Candidates {
         let t1 = Instant::now();
         let silence_to_leader = t1 - last_sent;
         self.leader = Some((standby, client));
+        // A crash takeover writes at the dead leader's last revision. A token further on means
+        // another write came between: the aborted task released the key (a resign, not a crash).
+        if successor.token().revision > lease.revision() + 1 {
+            return Ok(CrashOutcome::Released);
+        }
         match silence_to_leader.checked_sub(timings.lease_duration) {
-            Some(overhead) => Ok(CrashSample {
+            Some(overhead) => Ok(CrashOutcome::TakenOver(CrashSample {
                 silence_to_leader,
                 overhead,
-            }),
+            })),
             None => Err(format!(
                 "the standby led {silence_to_leader:?} after the leader's last acknowledged \
                  renewal was sent, before its lease of {:?} ran out. At the abort: {at_abort}. \
