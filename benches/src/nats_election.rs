@@ -205,16 +205,16 @@ impl Candidates {
         let t1 = Instant::now();
         let silence_to_leader = t1 - last_sent;
         self.leader = Some((standby, client));
-        // A crash takeover writes at the dead leader's last revision. A token further on means
-        // another write came between: the aborted task released the key (a resign, not a crash).
-        if successor.token().revision > lease.revision() + 1 {
-            return Ok(CrashOutcome::Released);
-        }
+        // After the lease, the standby writes at the dead leader's last revision, or over the
+        // server's expiry marker when the server TTL ran out first (token one further). Before
+        // the lease, a token further on means the aborted task released the key (a resign, not
+        // a crash); at the leader's revision it would be a safety violation.
         match silence_to_leader.checked_sub(timings.lease_duration) {
             Some(overhead) => Ok(CrashOutcome::TakenOver(CrashSample {
                 silence_to_leader,
                 overhead,
             })),
+            None if successor.token().revision > lease.revision() + 1 => Ok(CrashOutcome::Released),
             None => Err(format!(
                 "the standby led {silence_to_leader:?} after the leader's last acknowledged \
                  renewal was sent, before its lease of {:?} ran out. At the abort: {at_abort}. \
