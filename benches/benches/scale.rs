@@ -185,6 +185,12 @@ impl Options {
                 _ => {}
             }
         }
+        // The server TTL is whole seconds and at least the lease.
+        let lease_secs = options.timings.lease_duration.as_secs_f64().ceil() as u64;
+        options.timings.server_ttl = options
+            .timings
+            .server_ttl
+            .max(Duration::from_secs(lease_secs));
         options
     }
 }
