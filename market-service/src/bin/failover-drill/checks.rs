@@ -314,10 +314,10 @@ mod tests {
     /// A graceful hand-over, a crash and a pause, as a correct system produces them.
     fn clean_terms() -> (Vec<Term>, Vec<InjectedFault>) {
         let terms = vec![
-            term("r1#1", 1, 0.0, Some(1000.4)),     // SIGTERM at 1000, released
-            term("r2#1", 20, 1002.0, None),         // SIGKILL at 2000: no log line
+            term("r1#1", 1, 0.0, Some(1000.4)), // SIGTERM at 1000, released
+            term("r2#1", 20, 1002.0, None),     // SIGKILL at 2000: no log line
             term("r3#1", 35, 2480.0, Some(4001.0)), // SIGSTOP at 3000, SIGCONT at 4000
-            term("r1#2", 50, 3490.0, None),         // still leading
+            term("r1#2", 50, 3490.0, None),     // still leading
         ];
         let faults = vec![
             fault(FaultKind::Term, "r1#1", 1000.0, None),
@@ -341,7 +341,11 @@ mod tests {
         terms[0].lost.as_mut().unwrap().at = at(1005.0);
         let violations = check_terms(&terms, &faults, 500.0, at(6000.0));
         assert_eq!(rules(&violations), ["overlap"]);
-        assert!(violations[0].detail.contains("3.000 ms"), "{}", violations[0].detail);
+        assert!(
+            violations[0].detail.contains("3.000 ms"),
+            "{}",
+            violations[0].detail
+        );
     }
 
     #[test]
@@ -389,7 +393,11 @@ mod tests {
 
     #[test]
     fn a_gap_is_caught() {
-        let quotes = vec![quote(1, 1, 1, 0.0), quote(2, 2, 1, 50.0), quote(3, 4, 20, 103.0)];
+        let quotes = vec![
+            quote(1, 1, 1, 0.0),
+            quote(2, 2, 1, 50.0),
+            quote(3, 4, 20, 103.0),
+        ];
         let violations = check_stream(&quotes, true);
         assert_eq!(rules(&violations), ["gap"]);
         assert!(violations[0].detail.contains("1 quotes missing"));
@@ -400,7 +408,11 @@ mod tests {
 
     #[test]
     fn a_duplicate_is_caught() {
-        let quotes = vec![quote(1, 1, 1, 0.0), quote(2, 2, 1, 50.0), quote(3, 2, 20, 103.0)];
+        let quotes = vec![
+            quote(1, 1, 1, 0.0),
+            quote(2, 2, 1, 50.0),
+            quote(3, 2, 20, 103.0),
+        ];
         let violations = check_stream(&quotes, true);
         assert_eq!(rules(&violations), ["duplicate"]);
     }

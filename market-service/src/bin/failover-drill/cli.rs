@@ -80,7 +80,11 @@ pub(crate) struct Args {
     #[arg(long, help_heading = "Kubernetes mode")]
     pub(crate) namespace: Option<String>,
     /// Label selector of the replicas' pods.
-    #[arg(long, default_value = "app.kubernetes.io/name=market-service", help_heading = "Kubernetes mode")]
+    #[arg(
+        long,
+        default_value = "app.kubernetes.io/name=market-service",
+        help_heading = "Kubernetes mode"
+    )]
     pub(crate) selector: String,
     /// kubectl context [default: the current one].
     #[arg(long, help_heading = "Kubernetes mode")]
@@ -96,10 +100,19 @@ pub(crate) struct Args {
     #[arg(long, env = "NATS_USER", help_heading = "Kubernetes mode")]
     pub(crate) nats_user: Option<String>,
     /// NATS password for --nats-url.
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, help_heading = "Kubernetes mode")]
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Kubernetes mode"
+    )]
     pub(crate) nats_password: Option<String>,
     /// The quote stream (MARKET_STREAM).
-    #[arg(long, default_value = "market-quotes", help_heading = "Kubernetes mode")]
+    #[arg(
+        long,
+        default_value = "market-quotes",
+        help_heading = "Kubernetes mode"
+    )]
     pub(crate) stream: String,
 }
 
@@ -115,7 +128,10 @@ impl Args {
         for fault in &self.faults {
             match fault {
                 FaultKind::NatsRestart if self.kubectl => {
-                    return Err("nats-restart is local only (NATS runs as a StatefulSet in lame-duck mode)".into());
+                    return Err(
+                        "nats-restart is local only (NATS runs as a StatefulSet in lame-duck mode)"
+                            .into(),
+                    );
                 }
                 FaultKind::Delete if !self.kubectl => {
                     return Err("delete is a kubectl fault; locally use term (SIGTERM)".into());
@@ -150,8 +166,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Args, String> {
-        let args = Args::try_parse_from(std::iter::once("failover-drill").chain(args.iter().copied()))
-            .map_err(|e| e.to_string())?;
+        let args =
+            Args::try_parse_from(std::iter::once("failover-drill").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())?;
         args.validate()?;
         Ok(args)
     }

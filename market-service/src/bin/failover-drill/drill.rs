@@ -178,7 +178,9 @@ impl<'a, T: Target> Drill<'a, T> {
         let first_entry = self.target.journal().entries().len();
 
         // The successor: the first term with a higher token.
-        let deadline = fault.at.plus_millis(self.settings.leader_timeout.as_secs_f64() * 1e3);
+        let deadline = fault
+            .at
+            .plus_millis(self.settings.leader_timeout.as_secs_f64() * 1e3);
         let mut no_leader = false;
         let successor = loop {
             self.target.tick().await?;
@@ -243,7 +245,10 @@ impl<'a, T: Target> Drill<'a, T> {
             round.violations.push(Violation::new(
                 "exit-status",
                 Some(end),
-                format!("{process} ended with {text} after {kind}; expected {}", expected_exit(kind)),
+                format!(
+                    "{process} ended with {text} after {kind}; expected {}",
+                    expected_exit(kind)
+                ),
             ));
         }
         Ok(round)
@@ -280,7 +285,11 @@ impl<'a, T: Target> Drill<'a, T> {
             let flowing = match (&leader, &self.reader) {
                 (_, None) => true,
                 (Some((_, token)), Some(_)) => {
-                    self.quotes.iter().filter(|q| q.token == Some(*token)).count() >= 3
+                    self.quotes
+                        .iter()
+                        .filter(|q| q.token == Some(*token))
+                        .count()
+                        >= 3
                         && Micros::now().millis_since(self.last_quotes_read) < 1_000.0
                 }
                 (None, Some(_)) => false,
@@ -324,7 +333,12 @@ impl<'a, T: Target> Drill<'a, T> {
         }
     }
 
-    async fn finish(mut self, mut rounds: Vec<Round>, aborted: Option<String>, started: Micros) -> Outcome {
+    async fn finish(
+        mut self,
+        mut rounds: Vec<Round>,
+        aborted: Option<String>,
+        started: Micros,
+    ) -> Outcome {
         let ended = Micros::now();
         let terms = self.target.journal().terms();
         // The whole stream, read again: what a consumer would see.
@@ -342,16 +356,17 @@ impl<'a, T: Target> Drill<'a, T> {
         let woken_bound_ms = self.settings.lease.as_secs_f64() * 1e3;
         let mut violations = checks::check_terms(&terms, &self.faults, woken_bound_ms, ended);
         if let Some(quotes) = &quotes {
-            violations.extend(checks::check_stream(quotes, self.settings.stream_from_first));
+            violations.extend(checks::check_stream(
+                quotes,
+                self.settings.stream_from_first,
+            ));
         }
         // Each violation goes to the round whose fault came last before it.
         let mut outside = Vec::new();
         for violation in violations {
-            let round = violation.at.and_then(|at| {
-                rounds
-                    .iter()
-                    .rposition(|r| r.fault_at <= at)
-            });
+            let round = violation
+                .at
+                .and_then(|at| rounds.iter().rposition(|r| r.fault_at <= at));
             match round {
                 Some(i) => rounds[i].violations.push(violation),
                 None => outside.push(violation),

@@ -238,7 +238,11 @@ impl KubeTarget {
             return Err(DrillError::Setup(format!(
                 "{running} pod(s) match --selector {} in namespace {}: a failover needs at least two replicas",
                 target.selector,
-                target.kubectl.namespace.as_deref().unwrap_or("(kubectl's default)")
+                target
+                    .kubectl
+                    .namespace
+                    .as_deref()
+                    .unwrap_or("(kubectl's default)")
             )));
         }
         target.expected = running;
@@ -348,20 +352,33 @@ impl Target for KubeTarget {
                 let (at, done) = self
                     .command(self.kubectl.delete(&pod, fault == FaultKind::Term))
                     .await?;
-                Ok(Injection { at, done, resumed: None })
+                Ok(Injection {
+                    at,
+                    done,
+                    resumed: None,
+                })
             }
             FaultKind::Kill => {
                 let (at, done) = self.command(self.kubectl.signal(&pod, "KILL")).await?;
-                Ok(Injection { at, done, resumed: None })
+                Ok(Injection {
+                    at,
+                    done,
+                    resumed: None,
+                })
             }
             FaultKind::Pause => {
                 let (at, done) = self.command(self.kubectl.signal(&pod, "STOP")).await?;
-                tokio::time::sleep((self.lease * 2).saturating_sub(Duration::from_micros(
-                    (done.0 - at.0).max(0) as u64,
-                )))
+                tokio::time::sleep(
+                    (self.lease * 2)
+                        .saturating_sub(Duration::from_micros((done.0 - at.0).max(0) as u64)),
+                )
                 .await;
                 let (resumed, _) = self.command(self.kubectl.signal(&pod, "CONT")).await?;
-                Ok(Injection { at, done, resumed: Some(resumed) })
+                Ok(Injection {
+                    at,
+                    done,
+                    resumed: Some(resumed),
+                })
             }
             FaultKind::NatsRestart => Err(DrillError::Setup(
                 "nats-restart is local only (NATS runs as a StatefulSet in lame-duck mode)".into(),
@@ -485,7 +502,10 @@ mod tests {
         assert!(!status.success());
         // And find a process that exists: this test binary's own name is long; use sh itself
         // through a child `sleep`.
-        let mut sleep = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let script = SIGNAL_SCRIPT
             .replace("SIGNAL", "0")
             .replace("market-service", "sleep");

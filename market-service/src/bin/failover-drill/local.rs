@@ -147,12 +147,7 @@ impl LocalCluster {
             &self.journal,
             &s.log_dir,
         )
-        .map_err(|e| {
-            DrillError::Setup(format!(
-                "cannot start {}: {e}",
-                s.service_bin.display()
-            ))
-        })
+        .map_err(|e| DrillError::Setup(format!("cannot start {}: {e}", s.service_bin.display())))
     }
 
     fn slot(&mut self, process: &str) -> Result<&mut Slot, DrillError> {
@@ -171,9 +166,9 @@ impl LocalCluster {
             _ => None,
         });
         port.and_then(|port| {
-            self.servers
-                .iter()
-                .position(|s| s.port().to_string() == port || s.url().ends_with(&format!(":{port}")))
+            self.servers.iter().position(|s| {
+                s.port().to_string() == port || s.url().ends_with(&format!(":{port}"))
+            })
         })
         .unwrap_or(0)
     }
@@ -224,9 +219,17 @@ impl Target for LocalCluster {
         match fault {
             FaultKind::Term | FaultKind::Kill => {
                 let slot = self.slot(leader)?;
-                let sig = if fault == FaultKind::Term { Signal::TERM } else { Signal::KILL };
+                let sig = if fault == FaultKind::Term {
+                    Signal::TERM
+                } else {
+                    Signal::KILL
+                };
                 let at = signal(slot, sig)?;
-                Ok(Injection { at, done: Micros::now(), resumed: None })
+                Ok(Injection {
+                    at,
+                    done: Micros::now(),
+                    resumed: None,
+                })
             }
             FaultKind::Pause => {
                 let slot = self.slot(leader)?;
@@ -235,7 +238,11 @@ impl Target for LocalCluster {
                 tokio::time::sleep(pause).await;
                 let slot = self.slot(leader)?;
                 let resumed = signal(slot, Signal::CONT)?;
-                Ok(Injection { at, done, resumed: Some(resumed) })
+                Ok(Injection {
+                    at,
+                    done,
+                    resumed: Some(resumed),
+                })
             }
             FaultKind::NatsRestart => {
                 let index = self.server_of(leader);
@@ -243,11 +250,13 @@ impl Target for LocalCluster {
                 let at = Micros::now();
                 // Blocks until the server is healthy again (kill, start, /healthz).
                 tokio::task::block_in_place(|| server.restart());
-                Ok(Injection { at, done: Micros::now(), resumed: None })
+                Ok(Injection {
+                    at,
+                    done: Micros::now(),
+                    resumed: None,
+                })
             }
-            FaultKind::Delete => Err(DrillError::Setup(
-                "the delete fault needs --kubectl".into(),
-            )),
+            FaultKind::Delete => Err(DrillError::Setup("the delete fault needs --kubectl".into())),
         }
     }
 
@@ -299,7 +308,10 @@ fn nats_server_version() -> Result<String, DrillError> {
             binary.display()
         ))
     })?;
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    // `nats-server: v2.15.1` → `nats-server v2.15.1`.
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .replacen(": ", " ", 1))
 }
 
 /// The market-service binary next to the drill's own (`target/release/market-service`).

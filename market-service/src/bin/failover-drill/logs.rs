@@ -151,7 +151,12 @@ mod tests {
         // The first leader of a fresh bucket has neither a predecessor nor a leaderless time.
         assert!(matches!(
             parse(FIRST_ACQUIRED).unwrap().event,
-            Event::Acquired { token: 1, previous: None, leaderless_ms: None, .. }
+            Event::Acquired {
+                token: 1,
+                previous: None,
+                leaderless_ms: None,
+                ..
+            }
         ));
         assert_eq!(
             parse(LOST).unwrap().event,

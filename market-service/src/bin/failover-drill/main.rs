@@ -69,7 +69,10 @@ async fn run(args: Args) -> ExitCode {
     let seed = args.seed.unwrap_or_else(rng::Rng::seed_from_time);
     let out = args.out.clone().unwrap_or_else(default_out_dir);
     if let Err(err) = std::fs::create_dir_all(&out) {
-        eprintln!("failover-drill: error: cannot create {}: {err}", out.display());
+        eprintln!(
+            "failover-drill: error: cannot create {}: {err}",
+            out.display()
+        );
         return ExitCode::from(2);
     }
     eprintln!(
@@ -97,7 +100,9 @@ async fn run(args: Args) -> ExitCode {
     let written = serde_json::to_string_pretty(&report)
         .map_err(|e| e.to_string())
         .and_then(|text| std::fs::write(&json, text + "\n").map_err(|e| e.to_string()))
-        .and_then(|()| std::fs::write(&svg, svg::render(&info, &outcome)).map_err(|e| e.to_string()));
+        .and_then(|()| {
+            std::fs::write(&svg, svg::render(&info, &outcome)).map_err(|e| e.to_string())
+        });
     println!("{}", report.table());
     match written {
         Ok(()) => println!(
@@ -108,7 +113,11 @@ async fn run(args: Args) -> ExitCode {
         ),
         Err(err) => eprintln!("failover-drill: error: cannot write the results: {err}"),
     }
-    if report.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn settings(args: &Args) -> Settings {
@@ -190,9 +199,15 @@ async fn run_local(args: &Args, seed: u64, out: &Path) -> Result<(RunInfo, Outco
         }
     };
     let progress = progress::Progress::new(args.quiet);
-    let outcome = Drill::new(&mut cluster, Some(reader), settings(args), rng::Rng::new(seed), progress)
-        .run()
-        .await;
+    let outcome = Drill::new(
+        &mut cluster,
+        Some(reader),
+        settings(args),
+        rng::Rng::new(seed),
+        progress,
+    )
+    .run()
+    .await;
     cluster.stop().await;
     Ok((info, outcome))
 }
@@ -236,9 +251,15 @@ async fn run_kubectl(args: &Args, seed: u64) -> Result<(RunInfo, Outcome), Drill
         ),
     );
     let progress = progress::Progress::new(args.quiet);
-    let outcome = Drill::new(&mut target, reader, settings(args), rng::Rng::new(seed), progress)
-        .run()
-        .await;
+    let outcome = Drill::new(
+        &mut target,
+        reader,
+        settings(args),
+        rng::Rng::new(seed),
+        progress,
+    )
+    .run()
+    .await;
     Ok((info, outcome))
 }
 
@@ -248,11 +269,8 @@ fn default_out_dir() -> PathBuf {
         .ok()
         .and_then(|exe| {
             let profile = exe.parent()?;
-            matches!(
-                profile.file_name()?.to_str()?,
-                "release" | "debug"
-            )
-            .then(|| profile.parent().map(Path::to_path_buf))?
+            matches!(profile.file_name()?.to_str()?, "release" | "debug")
+                .then(|| profile.parent().map(Path::to_path_buf))?
         })
         .unwrap_or_else(|| PathBuf::from("target"));
     let stamp: String = Micros::now()

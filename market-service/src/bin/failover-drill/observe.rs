@@ -109,9 +109,10 @@ impl QuoteReader {
         let mut quotes = Vec::new();
         while self.next <= last {
             let sequence = self.next;
-            let message = tokio::time::timeout(REQUEST_TIMEOUT, self.stream.get_raw_message(sequence))
-                .await
-                .map_err(|_| format!("reading stream sequence {sequence} timed out"))?;
+            let message =
+                tokio::time::timeout(REQUEST_TIMEOUT, self.stream.get_raw_message(sequence))
+                    .await
+                    .map_err(|_| format!("reading stream sequence {sequence} timed out"))?;
             match message {
                 Ok(message) => {
                     if let Some(quote) = stored_quote(&message) {
@@ -149,12 +150,7 @@ fn no_message(kind: &stream::RawMessageErrorKind) -> bool {
 
 fn stored_quote(message: &jetstream::message::StreamMessage) -> Option<StoredQuote> {
     let quote: Quote = serde_json::from_slice(&message.payload).ok()?;
-    let header = |name: &str| {
-        message
-            .headers
-            .get(name)
-            .map(|v| v.as_str().to_string())
-    };
+    let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_string());
     let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
     Some(StoredQuote {
         stream_sequence: message.sequence,

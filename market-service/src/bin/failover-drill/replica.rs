@@ -161,16 +161,15 @@ pub(crate) fn http_port(journal: &Journal, process: &str) -> Option<u16> {
 /// `GET /readyz` on 127.0.0.1:`port`: whether it answered 200 within a second.
 pub(crate) async fn is_ready(port: u16) -> bool {
     let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
         stream
             .write_all(b"GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             .await
             .ok()?;
         let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .await
-            .ok()?;
+        stream.read_to_end(&mut response).await.ok()?;
         let text = String::from_utf8_lossy(&response);
         Some(text.split_whitespace().nth(1) == Some("200"))
     };

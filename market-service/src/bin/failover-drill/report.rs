@@ -13,11 +13,18 @@ use crate::round::Round;
 use crate::stats::{Summary, summarize};
 use crate::wallclock::Micros;
 
+/// How a figure is read from a round.
+type Figure = fn(&Round) -> Option<f64>;
+
 /// The figures in the table, in order: name in JSON, label, value of a round.
-pub(crate) const FIGURES: [(&str, &str, fn(&Round) -> Option<f64>); 4] = [
-    ("fault_to_acquired_ms", "fault → acquired", |r| r.fault_to_acquired_ms),
+pub(crate) const FIGURES: [(&str, &str, Figure); 4] = [
+    ("fault_to_acquired_ms", "fault → acquired", |r| {
+        r.fault_to_acquired_ms
+    }),
     ("quote_gap_ms", "quote gap", |r| r.quote_gap_ms),
-    ("gap_over_interval_ms", "gap − quote interval", |r| r.gap_over_interval_ms),
+    ("gap_over_interval_ms", "gap − quote interval", |r| {
+        r.gap_over_interval_ms
+    }),
     ("leaderless_ms", "leaderless (server)", |r| r.leaderless_ms),
 ];
 
@@ -51,6 +58,8 @@ pub(crate) struct FaultSummary {
     pub(crate) figures: BTreeMap<&'static str, Option<Summary>>,
     /// The largest overlap of two leaders seen (ms); `null` when not measurable.
     pub(crate) max_overlap_ms: Option<f64>,
+    /// Rounds in which a new term began.
+    pub(crate) leader_changed: usize,
     /// Violations in these rounds.
     pub(crate) violations: usize,
     /// `Quote publish rejected` lines in these rounds.
@@ -89,7 +98,10 @@ impl<'a> Report<'a> {
     pub(crate) fn new(run: &'a RunInfo, outcome: &'a Outcome) -> Report<'a> {
         let mut summary = BTreeMap::new();
         for round in &outcome.rounds {
-            summary.entry(round.fault).or_insert_with(Vec::new).push(round);
+            summary
+                .entry(round.fault)
+                .or_insert_with(Vec::new)
+                .push(round);
         }
         let summary = summary
             .into_iter()
@@ -109,7 +121,11 @@ impl<'a> Report<'a> {
             }
         });
         let violations = outcome.violations.len()
-            + outcome.rounds.iter().map(|r| r.violations.len()).sum::<usize>();
+            + outcome
+                .rounds
+                .iter()
+                .map(|r| r.violations.len())
+                .sum::<usize>();
         Report {
             run,
             started: outcome.started,
@@ -127,8 +143,11 @@ impl<'a> Report<'a> {
 
     /// All violations, in rounds and outside.
     pub(crate) fn violations(&self) -> Vec<(Option<usize>, &Violation)> {
-        let mut all: Vec<(Option<usize>, &Violation)> =
-            self.violations_outside_rounds.iter().map(|v| (None, v)).collect();
+        let mut all: Vec<(Option<usize>, &Violation)> = self
+            .violations_outside_rounds
+            .iter()
+            .map(|v| (None, v))
+            .collect();
         for round in self.rounds {
             all.extend(round.violations.iter().map(|v| (Some(round.index), v)));
         }
@@ -194,8 +213,10 @@ impl<'a> Report<'a> {
                 .map_or("n/a".to_string(), |n| n.to_string());
             let _ = writeln!(
                 out,
-                "{:<13} max overlap {overlap}; publishes rejected {}; old-term quotes after takeover {late}; violations {}",
+                "{:<13} new leader in {}/{} rounds; max overlap {overlap}; publishes rejected {}; old-term quotes after takeover {late}; violations {}",
                 kind.name(),
+                summary.leader_changed,
+                summary.rounds,
                 summary.publishes_rejected,
                 summary.violations
             );
@@ -234,7 +255,11 @@ impl<'a> Report<'a> {
             "result: {} ({} violation(s){})",
             if self.passed { "PASS" } else { "FAIL" },
             violations.len(),
-            if self.aborted.is_some() { ", aborted" } else { "" }
+            if self.aborted.is_some() {
+                ", aborted"
+            } else {
+                ""
+            }
         );
         out
     }
@@ -257,6 +282,7 @@ fn summarize_rounds(rounds: &[&Round]) -> FaultSummary {
         rounds: rounds.len(),
         figures,
         max_overlap_ms: overlaps.iter().copied().reduce(f64::max),
+        leader_changed: rounds.iter().filter(|r| r.successor.is_some()).count(),
         violations: rounds.iter().map(|r| r.violations.len()).sum(),
         publishes_rejected: rounds.iter().map(|r| r.publishes_rejected).sum(),
         old_term_quotes_after_acquired: (!late.is_empty()).then(|| late.iter().sum()),

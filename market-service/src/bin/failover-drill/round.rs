@@ -245,9 +245,8 @@ fn measure_gap(round: &mut Round, quotes: &[StoredQuote], interval_ms: f64) {
                 .map(|w| (w[0], w[1])),
         };
         if let Some((before, after)) = pair {
-            let wider = widest.is_none_or(|(b, a)| {
-                after.at.millis_since(before.at) > a.at.millis_since(b.at)
-            });
+            let wider = widest
+                .is_none_or(|(b, a)| after.at.millis_since(before.at) > a.at.millis_since(b.at));
             if wider {
                 widest = Some((before, after));
             }

@@ -46,7 +46,10 @@ mod tests {
     fn percentiles_are_nearest_rank_values() {
         let values: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = summarize(&values).unwrap();
-        assert_eq!((s.n, s.p50, s.p95, s.p99, s.max), (100, 50.0, 95.0, 99.0, 100.0));
+        assert_eq!(
+            (s.n, s.p50, s.p95, s.p99, s.max),
+            (100, 50.0, 95.0, 99.0, 100.0)
+        );
         // With ten rounds, p95 and p99 are the largest value: say so by printing it.
         let ten: Vec<f64> = (1..=10).map(f64::from).collect();
         let s = summarize(&ten).unwrap();

@@ -10,7 +10,7 @@ use crate::report::RunInfo;
 
 const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 90.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 30.0;
 const LANE: f64 = 26.0;
 const PALETTE: [&str; 6] = [
     "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948",
@@ -46,7 +46,7 @@ pub(crate) fn render(run: &RunInfo, outcome: &Outcome) -> String {
 
     let timeline_top = 60.0;
     let timeline_height = lanes.len().max(1) as f64 * LANE;
-    let hist_top = timeline_top + timeline_height + 80.0;
+    let hist_top = timeline_top + timeline_height + 90.0;
     let hist_height = 200.0;
     let height = hist_top + hist_height + 70.0;
 
@@ -179,7 +179,15 @@ pub(crate) fn render(run: &RunInfo, outcome: &Outcome) -> String {
             .filter(|r| r.fault == *kind)
             .filter_map(|r| r.fault_to_acquired_ms)
             .collect();
-        histogram(&mut svg, *kind, &values, px, hist_top, panel_width, hist_height);
+        histogram(
+            &mut svg,
+            *kind,
+            &values,
+            px,
+            hist_top,
+            panel_width,
+            hist_height,
+        );
     }
     svg.push_str("</svg>\n");
     svg
@@ -214,9 +222,17 @@ fn histogram(
     height: f64,
 ) {
     let bottom = top + height;
+    let percentiles = crate::stats::summarize(values).map_or(String::new(), |s| {
+        format!(
+            " · p50 {} · p99 {} · max {} ms",
+            trim(s.p50),
+            trim(s.p99),
+            trim(s.max)
+        )
+    });
     let _ = writeln!(
         svg,
-        r#"<text x="{left}" y="{}" font-weight="bold" fill="{}">{kind} ({} rounds)</text>"#,
+        r#"<text x="{left}" y="{}" font-weight="bold" fill="{}">{kind}: {} rounds{percentiles}</text>"#,
         top - 4.0,
         fault_color(kind),
         values.len()
