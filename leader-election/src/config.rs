@@ -54,6 +54,12 @@ impl Timings {
             .mul_f64(1.0 - self.clock_drift)
             .saturating_sub(self.safety_margin)
     }
+
+    /// How long a call on the election path waits for an answer: half the time to the step-down
+    /// point, so a leader whose renewal went unanswered still has time to retry.
+    pub fn request_timeout(&self) -> Duration {
+        (self.step_down_after() / 2).max(Duration::from_millis(10))
+    }
 }
 
 /// Where the lease lives and who competes for it.

@@ -17,7 +17,6 @@ use crate::config::ElectionConfig;
 use crate::error::{Error, ErrorKind};
 use crate::fencing::FencingToken;
 use crate::metrics::ElectionMetrics;
-use crate::nats::request_timeout;
 use crate::record::Holder;
 use crate::state::{LeadershipState, Lease, LeaseParts, LossCause};
 use crate::store::{
@@ -45,7 +44,8 @@ struct Observed {
 /// The acknowledged write that won a term.
 struct Won {
     revision: u64,
-    /// Send time of the first attempt of the write: the anchor of the step-down point.
+    /// Send time of the write that landed, or of the earliest attempt whose outcome was unknown:
+    /// the anchor of the step-down point.
     sent_at: Instant,
     previous: Option<Observed>,
 }
@@ -330,15 +330,18 @@ impl Elector {
     /// Re-reads the key from the stream leader.
     async fn refresh(&mut self) {
         self.next_read_at = Instant::now() + self.config.timings.renew_interval;
-        match self.store.read(request_timeout(&self.config)).await {
+        match self.store.read(self.config.timings.request_timeout()).await {
             Ok(key) => {
-                let behind = self
-                    .view
-                    .as_ref()
-                    .is_some_and(|v| key.revision > v.key.revision);
-                if behind && self.watch.is_some() {
+                let now = Instant::now();
+                let silent = self.view.as_ref().is_some_and(|v| {
+                    !v.key.is_vacant()
+                        && now >= v.seen_at + self.lease_of(v)
+                        && key.revision > v.key.revision
+                });
+                if silent && self.watch.is_some() {
                     // Nothing arrived on the watch for a lease duration although the key moved
-                    // on: the watch is silent. Replace it.
+                    // on: the watch is silent. Replace it. (A lost race at a vacancy is not
+                    // this: the winner's write simply has not been delivered yet.)
                     warn!(
                         election = self.election(),
                         "the watch missed changes; re-creating it"
@@ -410,7 +413,7 @@ impl Elector {
                 expected_revision: expected,
                 value: self.record.clone(),
                 ttl: timings.server_ttl,
-                timeout: request_timeout(&self.config),
+                timeout: self.config.timings.request_timeout(),
             };
             let err = match self.store.write(request).await {
                 Ok(revision) => {
@@ -476,7 +479,7 @@ impl Elector {
     ) -> impl Future<Output = Option<u64>> + Send + 'static {
         let store = self.store.clone();
         let instance = self.me.instance.clone();
-        let timeout = request_timeout(&self.config);
+        let timeout = self.config.timings.request_timeout();
         async move {
             let key = store.read(timeout).await.ok()?;
             match &key.value {
@@ -703,7 +706,7 @@ impl Elector {
             // that leaves time to retry a renewal whose acknowledgement was lost.
             timeout: deadline
                 .saturating_duration_since(sent_at)
-                .min(request_timeout(&self.config)),
+                .min(self.config.timings.request_timeout()),
         };
         Box::pin(async move { (sent_at, store.write(request).await) })
     }

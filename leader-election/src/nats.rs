@@ -409,10 +409,6 @@ fn bucket_missing(bucket: &str) -> StoreError {
     )
 }
 
-pub(crate) fn request_timeout(config: &ElectionConfig) -> Duration {
-    (config.timings.step_down_after() / 2).max(Duration::from_millis(10))
-}
-
 fn stream_name(bucket: &str) -> String {
     format!("KV_{bucket}")
 }
