@@ -85,8 +85,11 @@ pub(crate) struct Outcome {
     pub(crate) ended: Micros,
 }
 
-/// How often the drill looks at the logs and the stream while waiting.
+/// How often the drill looks at the logs while waiting for a successor.
 const POLL: Duration = Duration::from_millis(5);
+/// How often it reads the quote stream: often enough to see quotes flow, rarely enough not to
+/// load the server the replicas are measured on.
+const STREAM_POLL: Duration = Duration::from_millis(25);
 
 /// Runs the drill.
 pub(crate) struct Drill<'a, T: Target> {
@@ -98,6 +101,7 @@ pub(crate) struct Drill<'a, T: Target> {
     quotes: Vec<StoredQuote>,
     stream_start: u64,
     last_quotes_read: Micros,
+    last_pull: Option<std::time::Instant>,
     faults: Vec<InjectedFault>,
 }
 
@@ -119,6 +123,7 @@ impl<'a, T: Target> Drill<'a, T> {
             quotes: Vec::new(),
             stream_start,
             last_quotes_read: Micros::now(),
+            last_pull: None,
             faults: Vec::new(),
         }
     }
@@ -324,6 +329,10 @@ impl<'a, T: Target> Drill<'a, T> {
         let Some(reader) = &mut self.reader else {
             return;
         };
+        if self.last_pull.is_some_and(|at| at.elapsed() < STREAM_POLL) {
+            return;
+        }
+        self.last_pull = Some(std::time::Instant::now());
         // A restarted server takes a moment: the next poll tries again.
         if let Ok(new) = reader.read_new().await
             && !new.is_empty()

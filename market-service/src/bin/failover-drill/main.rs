@@ -282,7 +282,7 @@ fn default_out_dir() -> PathBuf {
     target.join("drill").join(format!("{stamp}Z"))
 }
 
-/// Cores, CPU model and OS of this machine, for the report.
+/// Cores and CPU model of this machine, for the report.
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -294,7 +294,7 @@ fn machine() -> String {
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    format!("{cores} cores, {model}, {}", std::env::consts::OS)
+    format!("{cores} cores, {model}")
 }
 
 fn fmt(duration: Duration) -> String {
