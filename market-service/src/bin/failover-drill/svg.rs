@@ -46,7 +46,7 @@ pub(crate) fn render(run: &RunInfo, outcome: &Outcome) -> String {
 
     let timeline_top = 60.0;
     let timeline_height = lanes.len().max(1) as f64 * LANE;
-    let hist_top = timeline_top + timeline_height + 90.0;
+    let hist_top = timeline_top + timeline_height + 110.0;
     let hist_height = 200.0;
     let height = hist_top + hist_height + 70.0;
 
@@ -169,7 +169,7 @@ pub(crate) fn render(run: &RunInfo, outcome: &Outcome) -> String {
     let _ = writeln!(
         svg,
         r#"<text x="{LEFT}" y="{}" font-size="14" font-weight="bold">fault → successor's "Leadership acquired" (ms), rounds per bin</text>"#,
-        hist_top - 20.0
+        hist_top - 40.0
     );
     for (index, kind) in kinds.iter().enumerate() {
         let px = LEFT + index as f64 * (panel_width + gap);
@@ -179,15 +179,14 @@ pub(crate) fn render(run: &RunInfo, outcome: &Outcome) -> String {
             .filter(|r| r.fault == *kind)
             .filter_map(|r| r.fault_to_acquired_ms)
             .collect();
-        histogram(
-            &mut svg,
-            *kind,
-            &values,
-            px,
-            hist_top,
-            panel_width,
-            hist_height,
-        );
+        let rounds = outcome.rounds.iter().filter(|r| r.fault == *kind).count();
+        let area = Area {
+            left: px,
+            top: hist_top,
+            width: panel_width,
+            height: hist_height,
+        };
+        histogram(&mut svg, *kind, rounds, &values, area);
     }
     svg.push_str("</svg>\n");
     svg
@@ -212,43 +211,59 @@ fn legend(svg: &mut String, outcome: &Outcome, left: f64, y: f64) {
     }
 }
 
-fn histogram(
-    svg: &mut String,
-    kind: FaultKind,
-    values: &[f64],
+/// Where a histogram panel goes.
+struct Area {
     left: f64,
     top: f64,
     width: f64,
     height: f64,
-) {
+}
+
+fn histogram(svg: &mut String, kind: FaultKind, rounds: usize, values: &[f64], area: Area) {
+    let Area {
+        left,
+        top,
+        width,
+        height,
+    } = area;
     let bottom = top + height;
-    let percentiles = crate::stats::summarize(values).map_or(String::new(), |s| {
-        format!(
-            " · p50 {} · p99 {} · max {} ms",
-            trim(s.p50),
-            trim(s.p99),
-            trim(s.max)
-        )
-    });
+    // Two lines: with four panels, one line per panel does not fit.
     let _ = writeln!(
         svg,
-        r#"<text x="{left}" y="{}" font-weight="bold" fill="{}">{kind}: {} rounds{percentiles}</text>"#,
-        top - 4.0,
+        r#"<text x="{left}" y="{}" font-weight="bold" fill="{}">{kind}: {} rounds</text>"#,
+        top - 18.0,
         fault_color(kind),
-        values.len()
+        rounds
     );
+    if let Some(s) = crate::stats::summarize(values) {
+        let _ = writeln!(
+            svg,
+            r##"<text x="{left}" y="{}" font-size="11" fill="#333">p50 {:.1} · p99 {:.1} · max {:.1} ms</text>"##,
+            top - 4.0,
+            s.p50,
+            s.p99,
+            s.max
+        );
+    }
     let _ = writeln!(
         svg,
         r##"<line x1="{left}" x2="{}" y1="{bottom}" y2="{bottom}" stroke="#888"/>"##,
         left + width
     );
     if values.is_empty() {
-        let _ = writeln!(
-            svg,
-            r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">n/a (not observed)</text>"##,
-            left + width / 2.0,
-            top + height / 2.0
-        );
+        let why = if rounds > 0 && !kind.forces_new_leader() {
+            ["no leadership change:", "the leader kept its lease"]
+        } else {
+            ["n/a", "(not observed)"]
+        };
+        for (line, text) in why.iter().enumerate() {
+            let _ = writeln!(
+                svg,
+                r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">{text}</text>"##,
+                left + width / 2.0,
+                top + height / 2.0 + line as f64 * 16.0
+            );
+        }
         return;
     }
     const BINS: usize = 20;
