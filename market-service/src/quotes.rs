@@ -796,7 +796,10 @@ impl Publisher {
     }
 
     /// The last quote of `symbol`, read from the stream leader; `None` when the term ends first
-    /// (cancelled, or the lease runs out while reading).
+    /// (cancelled, or the lease runs out while reading). A read that outlasts the lease's time
+    /// left while renewals keep the term going is a retryable error, not the end of the term:
+    /// a just-created replicated stream may not answer for a while, and the leader must not
+    /// then hold its lease without publishing.
     async fn read_last(
         &self,
         symbol: &str,
@@ -806,11 +809,19 @@ impl Publisher {
         if !lease.is_valid() {
             return None;
         }
-        let read = tokio::time::timeout(lease.time_left(), self.stream.last_quote(symbol));
+        let time_left = lease.time_left();
+        let read = tokio::time::timeout(time_left, self.stream.last_quote(symbol));
         tokio::select! {
             biased;
             _ = stop.cancelled() => None,
-            result = read => result.ok(),
+            result = read => match result {
+                Ok(result) => Some(result),
+                Err(_) if lease.is_valid() => Some(Err(StreamError::new(
+                    StreamErrorKind::Unavailable,
+                    format!("reading the last quote of {symbol} took longer than {time_left:?}"),
+                ))),
+                Err(_) => None,
+            },
         }
     }
 }
