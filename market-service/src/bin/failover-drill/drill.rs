@@ -171,7 +171,7 @@ impl<'a, T: Target> Drill<'a, T> {
         };
         let (process, token) = steady;
         self.progress
-            .message(&format!("round {index}: {kind} {process} (token {token})"));
+            .status(&format!("round {index}: {kind} {process} (token {token})"));
         let injection = self.target.inject(kind, &process).await?;
         let fault = InjectedFault {
             kind,

@@ -55,6 +55,13 @@ impl Progress {
         }
     }
 
+    /// What is happening now: shown in the bar on a terminal, nowhere else.
+    pub(crate) fn status(&mut self, text: &str) {
+        if self.terminal && !self.quiet {
+            self.draw(text);
+        }
+    }
+
     /// A message on its own line.
     pub(crate) fn message(&mut self, text: &str) {
         if self.terminal {
