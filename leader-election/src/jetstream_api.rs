@@ -26,6 +26,10 @@ pub mod error_code {
     pub const NO_MESSAGE_FOUND: u64 = 10037;
     /// JetStream is not enabled for the account or on the server.
     pub const JETSTREAM_NOT_ENABLED: [u64; 2] = [10039, 10076];
+    /// A new stream's subjects overlap another stream's.
+    pub const SUBJECTS_OVERLAP: u64 = 10065;
+    /// A stream of that name exists with another configuration.
+    pub const STREAM_NAME_IN_USE: u64 = 10058;
 }
 
 /// Header: the write succeeds only if the subject's last message has this sequence (0: none).
