@@ -183,7 +183,7 @@ mod tests {
         let table = report.table();
         assert!(table.find("b ").unwrap() < table.find("a ").unwrap());
         assert_eq!(report.get("b").unwrap().len(), 2);
-        // b's median is 2 ms (nearest rank of two samples), its p99 4 ms; a's both 1 ms.
+        // Nearest rank: b's p50 is 2 ms and its p99 4 ms, a's are 1 ms.
         let ratio = report.ratio("b over a", "b", "a").unwrap();
         assert!(
             ratio.contains("= 2.00×") && ratio.contains("= 4.00×"),

@@ -199,6 +199,19 @@ impl Election {
     /// not told, and standbys take over once the lease runs out.
     pub fn abort(self) {
         self.task.abort();
+        // The task may be running on another worker right now and only stops at its next await.
+        // Closing the command channel before then would read as a shutdown and release the key,
+        // which a crash never does: keep the channel open until the task is gone.
+        let Election { commands, task, .. } = self;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let _ = task.await;
+                    drop(commands);
+                });
+            }
+            Err(_) => std::mem::forget(commands),
+        }
     }
 
     /// Fails when the process believes it leads but its lease has run out (the election task is

@@ -69,6 +69,7 @@ mod election;
 mod elector;
 mod error;
 mod fencing;
+pub mod jetstream_api;
 mod memory;
 mod metrics;
 mod nats;

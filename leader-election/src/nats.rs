@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, kv, stream};
-use async_nats::{Client, HeaderMap, Request, RequestErrorKind};
+use async_nats::{Client, HeaderMap};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -25,23 +25,11 @@ use crate::store::{
     KeyState, KeyValue, KeyWatch, LeaseStore, StoreError, StoreErrorKind, Vacancy, WriteRequest,
 };
 
-/// JetStream API error codes the protocol tells apart.
-mod code {
-    /// The expected last subject sequence did not match.
-    pub(super) const WRONG_LAST_SEQUENCE: u64 = 10071;
-    /// Another write to the same subject was in flight (clustered streams).
-    pub(super) const WRITE_IN_FLIGHT: u64 = 10164;
-    /// No such stream.
-    pub(super) const STREAM_NOT_FOUND: u64 = 10059;
-    /// No message for the subject.
-    pub(super) const NO_MESSAGE_FOUND: u64 = 10037;
-    /// JetStream not enabled for the account / on the server.
-    pub(super) const JETSTREAM_NOT_ENABLED: [u64; 2] = [10039, 10076];
-}
+use crate::jetstream_api::{
+    self, CallError, EXPECTED_LAST_SUBJECT_SEQUENCE, EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+    MESSAGE_TTL, error_code as code,
+};
 
-const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
-const EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str = "Nats-Expected-Last-Subject-Sequence-Subject";
-const MESSAGE_TTL: &str = "Nats-TTL";
 const MARKER_REASON: &str = "Nats-Marker-Reason";
 const KV_OPERATION: &str = "KV-Operation";
 
@@ -113,39 +101,6 @@ impl NatsStore {
         })
     }
 
-    /// One request with its own timeout; returns the reply's payload.
-    async fn request(
-        &self,
-        subject: String,
-        headers: HeaderMap,
-        payload: Bytes,
-        timeout: Duration,
-    ) -> Result<Bytes, StoreError> {
-        let request = Request::new()
-            .headers(headers)
-            .payload(payload)
-            .timeout(Some(timeout.max(Duration::from_millis(1))));
-        let reply = self
-            .inner
-            .client
-            .send_request(subject.clone(), request)
-            .await
-            .map_err(|err| match err.kind() {
-                RequestErrorKind::TimedOut => StoreError::new(
-                    StoreErrorKind::TimedOut,
-                    format!("no answer on {subject} within {timeout:?}"),
-                ),
-                RequestErrorKind::NoResponders => StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    format!(
-                        "nobody answered on {subject}: the bucket is missing or JetStream is down"
-                    ),
-                ),
-                _ => StoreError::new(StoreErrorKind::Unavailable, err.to_string()),
-            })?;
-        Ok(reply.payload)
-    }
-
     async fn publish(
         &self,
         subject: String,
@@ -153,12 +108,10 @@ impl NatsStore {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<u64, StoreError> {
-        let reply = self.request(subject, headers, payload, timeout).await?;
-        let ack: PublishReply = parse_reply(&reply)?;
-        match ack.error {
-            Some(error) => Err(api_error(error)),
-            None => Ok(ack.seq),
-        }
+        jetstream_api::publish(&self.inner.client, subject, headers, payload, timeout)
+            .await
+            .map(|ack| ack.sequence)
+            .map_err(|err| store_error(err, &self.inner.bucket))
     }
 
     async fn refresh_epoch(&self) -> Result<(), StoreError> {
@@ -181,26 +134,21 @@ impl NatsStore {
     /// replica).
     async fn read_last(&self, timeout: Duration) -> Result<KeyState, StoreError> {
         let request = serde_json::json!({ "last_by_subj": self.inner.subject });
-        let reply = self
-            .request(
-                format!("$JS.API.STREAM.MSG.GET.{}", stream_name(&self.inner.bucket)),
-                HeaderMap::new(),
-                Bytes::from(request.to_string()),
-                timeout,
-            )
-            .await?;
-        let reply: MessageReply = parse_reply(&reply)?;
-        match (reply.message, reply.error) {
-            (_, Some(error)) if error.err_code == code::NO_MESSAGE_FOUND => Ok(KeyState::empty()),
-            (_, Some(error)) if error.err_code == code::STREAM_NOT_FOUND => {
-                Err(bucket_missing(&self.inner.bucket))
-            }
-            (_, Some(error)) => Err(api_error(error)),
-            (Some(message), None) => message.into_key_state(),
-            (None, None) => Err(StoreError::new(
-                StoreErrorKind::Other,
-                "a message-get reply with neither message nor error",
-            )),
+        let reply: MessageReply = jetstream_api::request(
+            &self.inner.client,
+            format!("$JS.API.STREAM.MSG.GET.{}", stream_name(&self.inner.bucket)),
+            HeaderMap::new(),
+            Bytes::from(request.to_string()),
+            timeout,
+        )
+        .await
+        .or_else(|err| match err.err_code() {
+            Some(code::NO_MESSAGE_FOUND) => Ok(MessageReply { message: None }),
+            _ => Err(store_error(err, &self.inner.bucket)),
+        })?;
+        match reply.message {
+            Some(message) => message.into_key_state(),
+            None => Ok(KeyState::empty()),
         }
     }
 }
@@ -306,16 +254,8 @@ impl LeaseStore for NatsStore {
 }
 
 #[derive(Deserialize)]
-struct PublishReply {
-    #[serde(default)]
-    seq: u64,
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
 struct MessageReply {
     message: Option<StoredMessage>,
-    error: Option<ApiError>,
 }
 
 #[derive(Deserialize)]
@@ -367,39 +307,19 @@ fn header_value(block: &[u8], name: &str) -> Option<String> {
         })
 }
 
-fn parse_reply<T: serde::de::DeserializeOwned>(reply: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(reply).map_err(|err| {
-        StoreError::new(
-            StoreErrorKind::Other,
-            format!("unreadable JetStream reply: {err}"),
-        )
-    })
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    code: u16,
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
-}
-
-fn api_error(error: ApiError) -> StoreError {
-    let kind = match error.err_code {
-        code::WRONG_LAST_SEQUENCE | code::WRITE_IN_FLIGHT => StoreErrorKind::Conflict,
-        code::STREAM_NOT_FOUND => StoreErrorKind::BucketMissing,
-        _ if error.code == 503 => StoreErrorKind::Unavailable,
-        _ => StoreErrorKind::Other,
+fn store_error(err: CallError, bucket: &str) -> StoreError {
+    let kind = match &err {
+        CallError::TimedOut => StoreErrorKind::TimedOut,
+        CallError::NoResponders | CallError::Connection(_) => StoreErrorKind::Unavailable,
+        CallError::Api(e) => match e.err_code {
+            code::WRONG_LAST_SEQUENCE | code::WRITE_IN_FLIGHT => StoreErrorKind::Conflict,
+            code::STREAM_NOT_FOUND => return bucket_missing(bucket),
+            _ if e.code == 503 => StoreErrorKind::Unavailable,
+            _ => StoreErrorKind::Other,
+        },
+        CallError::Unreadable(_) => StoreErrorKind::Other,
     };
-    StoreError::new(
-        kind,
-        format!(
-            "server error {} ({}): {}",
-            error.err_code, error.code, error.description
-        ),
-    )
+    StoreError::new(kind, err.to_string())
 }
 
 fn bucket_missing(bucket: &str) -> StoreError {

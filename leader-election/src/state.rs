@@ -174,9 +174,12 @@ impl Lease {
         self.inner.previous_leader.as_ref()
     }
 
-    /// How long the election had no leader before this term, from the server timestamp of the
-    /// vacancy (delete or expiry marker, or the silent leader's last write plus its lease) to the
-    /// acknowledgement of this term's first write. `None` when no timestamp was available.
+    /// How long the election had no leader before this term: from the vacancy, by the NATS
+    /// server's timestamp (the delete or expiry marker, or the silent leader's last write plus
+    /// its lease), to this process's wall clock when its first write was acknowledged. The two
+    /// clocks are one on a single machine; across machines the figure is off by their offset.
+    /// After a crash it excludes the lease the dead leader still held. `None` when no timestamp
+    /// was available.
     pub fn leaderless(&self) -> Option<Duration> {
         self.inner.leaderless
     }

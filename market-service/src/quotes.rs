@@ -30,8 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, HeaderMap, Request, RequestErrorKind};
+use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
+use leader_election::jetstream_api::{
+    self, CallError, EXPECTED_LAST_SUBJECT_SEQUENCE, MESSAGE_ID, error_code as code,
+};
 use leader_election::{FencingToken, Lease};
 use serde::{Deserialize, Serialize, Serializer};
 use time::format_description::BorrowedFormatItem;
@@ -54,28 +57,6 @@ pub const FENCING_EPOCH_HEADER: &str = "Market-Fencing-Epoch";
 /// Quotes kept per symbol when this process creates the stream: 100,000 quotes are 83 minutes
 /// at 20 per second, and a per-subject limit never drops the last quote, which resuming needs.
 pub const MAX_QUOTES_PER_SYMBOL: i64 = 100_000;
-
-const EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
-const MESSAGE_ID: &str = "Nats-Msg-Id";
-
-/// JetStream API error codes this module tells apart.
-mod code {
-    /// The expected last subject sequence did not match: another publisher moved on.
-    pub(super) const WRONG_LAST_SEQUENCE: u64 = 10071;
-    /// Another write to the subject was in flight (clustered streams); the outcome of ours is
-    /// decided by a retry with the same message id.
-    pub(super) const WRITE_IN_FLIGHT: u64 = 10164;
-    /// No message for the subject.
-    pub(super) const NO_MESSAGE_FOUND: u64 = 10037;
-    /// No such stream.
-    pub(super) const STREAM_NOT_FOUND: u64 = 10059;
-    /// JetStream not enabled for the account / on the server.
-    pub(super) const JETSTREAM_NOT_ENABLED: [u64; 2] = [10039, 10076];
-    /// The stream's subjects overlap another stream's.
-    pub(super) const SUBJECTS_OVERLAP: u64 = 10065;
-    /// A stream of that name exists with another configuration (a creation race).
-    pub(super) const STREAM_NAME_IN_USE: u64 = 10058;
-}
 
 /// The subject of a symbol's quotes.
 pub fn subject(symbol: &str) -> String {
@@ -376,77 +357,29 @@ impl QuoteStream {
         // Serializing a struct of strings and numbers cannot fail.
         let payload = Bytes::from(serde_json::to_vec(quote).unwrap_or_default());
         let subject = subject(&quote.symbol);
-        let request = Request::new()
-            .headers(headers)
-            .payload(payload)
-            .timeout(Some(timeout.max(Duration::from_millis(1))));
-        let reply = self
-            .client
-            .send_request(subject.clone(), request)
+        let ack = jetstream_api::publish(&self.client, subject.clone(), headers, payload, timeout)
             .await
             .map_err(|err| {
-                let what = match err.kind() {
-                    RequestErrorKind::TimedOut => format!("no acknowledgement within {timeout:?}"),
-                    RequestErrorKind::NoResponders => {
-                        "no stream answered: the stream is missing or JetStream is down".to_string()
-                    }
-                    _ => err.to_string(),
+                let kind = match &err {
+                    CallError::Api(e) => match e.err_code {
+                        code::WRONG_LAST_SEQUENCE => StreamErrorKind::Rejected,
+                        code::WRITE_IN_FLIGHT => StreamErrorKind::Unavailable,
+                        _ if e.code == 503 => StreamErrorKind::Unavailable,
+                        _ => StreamErrorKind::Other,
+                    },
+                    CallError::Unreadable(_) => StreamErrorKind::Other,
+                    _ => StreamErrorKind::Unavailable,
                 };
                 StreamError::new(
-                    StreamErrorKind::Unavailable,
-                    format!("publishing {} to {subject}: {what}", quote.message_id()),
+                    kind,
+                    format!("publishing {} to {subject}: {err}", quote.message_id()),
                 )
             })?;
-        let ack: PublishReply = serde_json::from_slice(&reply.payload).map_err(|err| {
-            StreamError::new(
-                StreamErrorKind::Other,
-                format!(
-                    "unreadable acknowledgement for {}: {err}",
-                    quote.message_id()
-                ),
-            )
-        })?;
-        match ack.error {
-            None => Ok(Published {
-                stream_sequence: ack.seq,
-                duplicate: ack.duplicate,
-            }),
-            Some(error) => {
-                let kind = match error.err_code {
-                    code::WRONG_LAST_SEQUENCE => StreamErrorKind::Rejected,
-                    code::WRITE_IN_FLIGHT => StreamErrorKind::Unavailable,
-                    _ if error.code == 503 => StreamErrorKind::Unavailable,
-                    _ => StreamErrorKind::Other,
-                };
-                Err(StreamError::new(
-                    kind,
-                    format!(
-                        "server error {} ({}): {}",
-                        error.err_code, error.code, error.description
-                    ),
-                ))
-            }
-        }
+        Ok(Published {
+            stream_sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
     }
-}
-
-#[derive(Deserialize)]
-struct PublishReply {
-    #[serde(default)]
-    seq: u64,
-    #[serde(default)]
-    duplicate: bool,
-    error: Option<ApiError>,
-}
-
-#[derive(Deserialize)]
-struct ApiError {
-    #[serde(default)]
-    code: u16,
-    #[serde(default)]
-    err_code: u64,
-    #[serde(default)]
-    description: String,
 }
 
 async fn create(
@@ -796,7 +729,10 @@ impl Publisher {
     }
 
     /// The last quote of `symbol`, read from the stream leader; `None` when the term ends first
-    /// (cancelled, or the lease runs out while reading).
+    /// (cancelled, or the lease runs out while reading). A read that outlasts the lease's time
+    /// left while renewals keep the term going is a retryable error, not the end of the term:
+    /// a just-created replicated stream may not answer for a while, and the leader must not
+    /// then hold its lease without publishing.
     async fn read_last(
         &self,
         symbol: &str,
@@ -806,11 +742,19 @@ impl Publisher {
         if !lease.is_valid() {
             return None;
         }
-        let read = tokio::time::timeout(lease.time_left(), self.stream.last_quote(symbol));
+        let time_left = lease.time_left();
+        let read = tokio::time::timeout(time_left, self.stream.last_quote(symbol));
         tokio::select! {
             biased;
             _ = stop.cancelled() => None,
-            result = read => result.ok(),
+            result = read => match result {
+                Ok(result) => Some(result),
+                Err(_) if lease.is_valid() => Some(Err(StreamError::new(
+                    StreamErrorKind::Unavailable,
+                    format!("reading the last quote of {symbol} took longer than {time_left:?}"),
+                ))),
+                Err(_) => None,
+            },
         }
     }
 }
