@@ -34,7 +34,7 @@ impl NatsServer {
     /// Starts a single server and waits until JetStream answers.
     ///
     /// # Panics
-    /// When the binary is missing or the server does not become healthy within 20 s: the
+    /// When the binary is missing or the server does not become healthy within 60 s: the
     /// message says what to install.
     pub fn start() -> NatsServer {
         NatsServer::start_binary(NatsServer::binary())
@@ -155,14 +155,15 @@ impl NatsServer {
         } else {
             "/healthz?js-enabled-only=true"
         };
-        while started.elapsed() < Duration::from_secs(20) {
+        // Generous: a 3-node cluster on two busy cores can take a while to form.
+        while started.elapsed() < Duration::from_secs(60) {
             if http_status(self.monitor_port, path) == Some(200) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!(
-            "nats-server {} on port {} did not become healthy within 20 s",
+            "nats-server {} on port {} did not become healthy within 60 s",
             self.name, self.port
         );
     }
