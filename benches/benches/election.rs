@@ -250,13 +250,18 @@ fn bench<F>(
     drop(fixture);
 }
 
-fn floor_benches(c: &mut Criterion, env: &mut Env) {
-    let mut group = c.benchmark_group("floor");
-    // Each iteration idles first (see `idle_gap`): few, long iterations.
+/// A group whose iterations each idle first (see `idle_gap`): few, long iterations.
+fn idle_first_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
     group.sampling_mode(SamplingMode::Flat);
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(scaled(15.0));
+    group
+}
+
+fn floor_benches(c: &mut Criterion, env: &mut Env) {
+    let mut group = idle_first_group(c, "floor");
 
     bench(
         &mut group,
@@ -375,12 +380,7 @@ impl StoreKey {
 }
 
 fn store_benches(c: &mut Criterion, env: &mut Env) {
-    let mut group = c.benchmark_group("store");
-    // Each iteration idles first (see `idle_gap`): few, long iterations.
-    group.sampling_mode(SamplingMode::Flat);
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(scaled(15.0));
+    let mut group = idle_first_group(c, "store");
 
     bench(
         &mut group,
@@ -510,11 +510,7 @@ fn election_benches(c: &mut Criterion, env: &mut Env) {
 
 #[cfg(feature = "etcd")]
 fn etcd_benches(c: &mut Criterion, env: &mut Env) {
-    let mut group = c.benchmark_group("etcd");
-    group.sampling_mode(SamplingMode::Flat);
-    group.sample_size(10);
-    group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(scaled(15.0));
+    let mut group = idle_first_group(c, "etcd");
     for topology in [Topology::Single, Topology::Cluster3] {
         for (storage, suffix) in [(Storage::Disk, ""), (Storage::Tmpfs, "_tmpfs")] {
             bench(
